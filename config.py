@@ -1,0 +1,166 @@
+"""Configuration: one dataclass tree, the named presets, JSON round trip.
+
+The flow is: CLI flags -> preset -> `Config` -> data pipeline + model + loss. The
+config is saved as `config.json` beside every trained model and is all that
+`evaluate.py` needs to rebuild the data protocol and the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+
+class UserError(Exception):
+    """Bad input or setup, reported by the entry points as one line and exit code 2."""
+
+
+@dataclass
+class ModelConfig:
+    """The predictor network (see `model.build_model`).
+
+    Attributes:
+        filters: filters of each ConvLSTM2D layer.
+        kernel_sizes: square kernel size of each ConvLSTM2D layer.
+        head_kernel: the Conv3D head's kernel, (time, height, width).
+        causal: pad the head's time axis on the past side only. `False` gives the
+            leaking `padding="same"` head, for reproducing published numbers only.
+        patch_size: space-to-depth factor (1 = the reference model on full frames;
+            4 = 64x64x1 frames processed as 16x16x16 patches).
+        precision: "float32", "bfloat16" or "float16" (the last two are mixed
+            precision: variables and the sigmoid output stay float32).
+        frame_size: height and width of the frames.
+        channels: channels of the frames.
+    """
+
+    filters: tuple = (64, 64, 64)
+    kernel_sizes: tuple = (5, 3, 1)
+    head_kernel: tuple = (3, 3, 3)
+    causal: bool = True
+    patch_size: int = 1
+    precision: str = "float32"
+    frame_size: int = 64
+    channels: int = 1
+
+
+@dataclass
+class TrainConfig:
+    """Data protocol, loss and optimisation.
+
+    Attributes:
+        seq_len: frames per generated sequence (the model sees seq_len - 1).
+        num_digits: digits per sequence.
+        val_sequences: size of the fixed, seeded validation set.
+        epochs, steps_per_epoch, batch_size, lr: the optimisation schedule;
+            every step draws a fresh batch of generated training sequences.
+        bce_weight, perceptual_weight, gdl_weight: composite-loss weights.
+        perceptual_weights: "imagenet", a path to a local VGG16 notop `.h5`, or
+            None (random init; tests only).
+        perceptual_layer: the VGG16 layer whose features are compared.
+        feedback_passes: extra passes that feed the model its own forecasts
+            after `context_frames` (0 = plain teacher forcing).
+        context_frames: true frames before self-fed frames (feedback training).
+        patience: EarlyStopping patience in epochs (ReduceLROnPlateau uses half).
+        jit_compile: XLA compilation of the train step ("auto", true or false).
+        seed: one seed for the weights, the data stream and the validation set.
+    """
+
+    seq_len: int = 20
+    num_digits: int = 2
+    val_sequences: int = 256
+    epochs: int = 50
+    steps_per_epoch: int = 250
+    batch_size: int = 8
+    lr: float = 1e-3
+    bce_weight: float = 1.0
+    perceptual_weight: float = 0.1
+    gdl_weight: float = 1.0
+    perceptual_weights: str | None = "imagenet"
+    perceptual_layer: str = "block3_conv3"
+    feedback_passes: int = 0
+    context_frames: int = 10
+    patience: int = 8
+    jit_compile: str = "auto"
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    """Everything a run is: its preset name, the model and the training recipe."""
+
+    preset: str = "seed"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        model = dict(d.get("model", {}))
+        for key in ("filters", "kernel_sizes", "head_kernel"):
+            if key in model:
+                model[key] = tuple(model[key])
+        known_m = {f.name for f in dataclasses.fields(ModelConfig)}
+        known_t = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = (set(model) - known_m) | (set(d.get("train", {})) - known_t)
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        return cls(
+            preset=d.get("preset", "custom"),
+            model=ModelConfig(**model),
+            train=TrainConfig(**d.get("train", {})),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path) -> None:
+        with open(path, "w") as f:
+            f.write(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path) -> "Config":
+        with open(path) as f:
+            return cls.from_json(f.read())
+
+
+# The named presets, in one place. Each is a set of overrides of the defaults.
+PRESETS: dict[str, dict] = {
+    # The reference model and recipe, unchanged: full 64x64 frames, fp32, the
+    # composite loss with the ImageNet VGG16 perceptual term. Meant for a GPU.
+    "seed": {},
+    # What a user without a GPU should train: the same three ConvLSTM layers and
+    # causal head on 4x4 space-to-depth patches (16x16x16), bf16 mixed
+    # precision, no perceptual term (VGG16 on every frame would dominate the
+    # cost on a CPU).
+    "cpu": {
+        "model": {"patch_size": 4, "precision": "bfloat16"},
+        "train": {"perceptual_weight": 0.0, "batch_size": 16,
+                  "steps_per_epoch": 100, "epochs": 200, "lr": 2e-3,
+                  "patience": 12, "jit_compile": "false"},
+    },
+    # Seconds on a CPU: for tests and first contact. Not a useful model.
+    "smoke": {
+        "model": {"filters": (8, 8, 8), "patch_size": 4},
+        "train": {"perceptual_weight": 0.0, "seq_len": 6, "batch_size": 2,
+                  "steps_per_epoch": 2, "epochs": 1, "val_sequences": 4,
+                  "patience": 1, "jit_compile": "false"},
+    },
+}
+
+
+def preset_config(name: str) -> Config:
+    """The `Config` of a named preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    over = PRESETS[name]
+    cfg = Config(preset=name)
+    cfg.model = dataclasses.replace(cfg.model, **over.get("model", {}))
+    cfg.train = dataclasses.replace(cfg.train, **over.get("train", {}))
+    return cfg

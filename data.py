@@ -1,0 +1,294 @@
+"""Data: MNIST digits, the Moving MNIST generator, the official-file loader and
+the tf.data pipelines.
+
+Arrays are (N, T, H, W) uint8 on disk and from the generator, and
+(N, T, H, W, 1) float32 in [0, 1] inside the program.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+
+import numpy as np
+
+# Where the official Moving MNIST test file lives (Srivastava et al. 2015).
+MOVING_MNIST_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
+MOVING_MNIST_MD5 = "be083ec986bfe91a449d63653c411eb2"
+# Keras's copy of MNIST (both splits).
+MNIST_NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+MNIST_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+# The environment variable that points at a local MNIST copy (file or folder).
+MNIST_ENV = "MNIST_PATH"
+
+# Digit ranges inside the 10,000-digit MNIST *test* split. Validation and test
+# digits are the same whatever the source; digits 9000-9999 are never read.
+TEST_SPLIT_RANGES = {"train": (0, 8000), "val": (8000, 8500), "test": (8500, 9000)}
+SPLITS = tuple(TEST_SPLIT_RANGES)
+
+DIGIT_SIZE = 28
+OFFICIAL_LAYOUT = "uint8 array of shape (20, N, 64, 64) (time-major, as mnist_test_seq.npy)"
+
+
+class DataError(ValueError):
+    """Raised for data that cannot be used; the message says what and how to fix it."""
+
+
+# --------------------------------------------------------------------------- MNIST
+
+def _read_idx_images(path: str) -> np.ndarray:
+    """Reads an IDX3 image file (optionally gzip'd) as uint8 (N, rows, cols)."""
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            header = f.read(16)
+            if len(header) < 16:
+                raise DataError(f"{path}: truncated IDX header")
+            magic, n, rows, cols = struct.unpack(">IIII", header)
+            if magic != 2051:
+                raise DataError(f"{path}: not an IDX image file (magic {magic}, expected 2051)")
+            buf = f.read(n * rows * cols)
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DataError(f"{path}: cannot read MNIST IDX file ({e})") from None
+    if len(buf) != n * rows * cols:
+        raise DataError(f"{path}: truncated, {len(buf)} of {n * rows * cols} pixel bytes")
+    return np.frombuffer(buf, np.uint8).reshape(n, rows, cols)
+
+
+def _find(folder: str, stem: str) -> str | None:
+    for name in (stem + ".gz", stem):
+        p = os.path.join(folder, name)
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def _mnist_arrays(path: str | None) -> tuple[np.ndarray | None, np.ndarray]:
+    """(x_train or None, x_test) from a folder of IDX files, an .npz or the download."""
+    if path is None:
+        path = os.environ.get(MNIST_ENV) or None
+    if path is None:
+        import keras
+
+        try:
+            path = keras.utils.get_file(
+                "mnist.npz", origin=MNIST_NPZ_URL, file_hash=MNIST_NPZ_SHA256)
+        except Exception as e:
+            raise DataError(
+                f"cannot download MNIST ({e}); pass --mnist PATH (a folder with "
+                f"t10k-images-idx3-ubyte.gz, or mnist.npz) or set {MNIST_ENV}") from None
+    if not os.path.exists(path):
+        raise DataError(f"MNIST path {path!r} does not exist; pass --mnist with a folder "
+                        "of IDX .gz files or an mnist.npz")
+    if os.path.isdir(path):
+        test = _find(path, "t10k-images-idx3-ubyte")
+        if test is None:
+            raise DataError(f"{path}: no t10k-images-idx3-ubyte(.gz) in this folder")
+        train = _find(path, "train-images-idx3-ubyte")
+        return (_read_idx_images(train) if train else None), _read_idx_images(test)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            x_test = np.asarray(f["x_test"])
+            x_train = np.asarray(f["x_train"]) if "x_train" in f.files else None
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise DataError(f"{path}: not a readable mnist.npz with x_test ({e})") from None
+    return x_train, x_test
+
+
+def load_mnist_digits(path: str | None = None, split: str = "train") -> np.ndarray:
+    """MNIST digit images for one split of the project's protocol.
+
+    Args:
+        path: a folder of the original IDX files (`t10k-images-idx3-ubyte.gz`,
+            optionally `train-images-idx3-ubyte.gz`), a Keras `mnist.npz`, or
+            None: the `MNIST_PATH` environment variable, else the Keras download.
+        split: "train", "val" or "test". Validation and test are always test-split
+            digits 8000-8499 and 8500-8999. Training uses the 60,000-digit train
+            split when the source has it, else test-split digits 0-7999.
+
+    Returns:
+        uint8 array (N, 28, 28).
+    """
+    if split not in TEST_SPLIT_RANGES:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    x_train, x_test = _mnist_arrays(path)
+    if x_test.ndim != 3 or x_test.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or x_test.dtype != np.uint8:
+        raise DataError(f"MNIST images must be uint8 (N, 28, 28), got {x_test.dtype} {x_test.shape}")
+    if split == "train" and x_train is not None:
+        return x_train
+    lo, hi = TEST_SPLIT_RANGES[split]
+    if len(x_test) < hi:
+        raise DataError(f"MNIST test split has {len(x_test)} digits; the {split} split needs {hi}")
+    return x_test[lo:hi]
+
+
+# ------------------------------------------------------------- Moving MNIST generator
+
+def _as_rng(seed) -> np.random.Generator:
+    return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+
+
+def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits: int = 2,
+                              size: int = 64, seed=None, step: float = 0.1) -> np.ndarray:
+    """Top-left digit positions of bouncing digits, as in Srivastava et al. 2015.
+
+    Each digit starts uniformly in the free area [0, size - 28] and moves in a
+    uniform random direction at a fixed speed of `step` times the free range per
+    frame. On reaching a border its position is clamped and that velocity
+    component negated.
+
+    Returns:
+        int64 array (num_sequences, num_digits, seq_len, 2) of (row, col).
+    """
+    rng = _as_rng(seed)
+    free = size - DIGIT_SIZE
+    if free < 0:
+        raise ValueError(f"size must be >= {DIGIT_SIZE}, got {size}")
+    pos = rng.uniform(size=(num_sequences, num_digits, 2))
+    theta = rng.uniform(0.0, 2.0 * np.pi, size=(num_sequences, num_digits))
+    vel = step * np.stack([np.sin(theta), np.cos(theta)], axis=-1)
+    out = np.empty((num_sequences, num_digits, seq_len, 2))
+    for t in range(seq_len):
+        out[:, :, t] = pos
+        pos = pos + vel
+        low, high = pos <= 0.0, pos >= 1.0
+        pos = np.clip(pos, 0.0, 1.0)
+        vel = np.where(low | high, -vel, vel)
+    return np.floor(out * free + 0.5).astype(np.int64)
+
+
+def generate_moving_mnist(digits: np.ndarray, num_sequences: int, seq_len: int = 20,
+                          size: int = 64, num_digits: int = 2, seed=None,
+                          return_trajectories: bool = False):
+    """Bouncing-digit sequences (Srivastava et al. 2015), vectorised.
+
+    Args:
+        digits: uint8 (M, 28, 28) digit images to draw from (uniformly, with
+            replacement).
+        num_sequences, seq_len, size, num_digits: output shape and content.
+        seed: int, None or a `np.random.Generator`; the same int gives the same array.
+        return_trajectories: also return the (N, D, T, 2) positions and the
+            (N, D) indices of the digits used.
+
+    Returns:
+        uint8 (num_sequences, seq_len, size, size); overlapping digits combine
+        with `max`.
+    """
+    digits = np.asarray(digits)
+    if digits.ndim != 3 or digits.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or len(digits) == 0:
+        raise ValueError(f"digits must be (M, 28, 28), got {digits.shape}")
+    rng = _as_rng(seed)
+    n, t = num_sequences, seq_len
+    traj = moving_mnist_trajectories(n, t, num_digits, size, rng)
+    which = rng.integers(0, len(digits), size=(n, num_digits))
+    canvas = np.zeros(n * t * size * size, np.uint8)
+    # Flat index of every digit pixel in every frame: one gather + one scatter per digit.
+    offsets = (np.arange(DIGIT_SIZE)[:, None] * size + np.arange(DIGIT_SIZE)[None, :]).ravel()
+    frame0 = (np.arange(n)[:, None] * t + np.arange(t)[None, :]) * (size * size)  # (n, t)
+    for d in range(num_digits):
+        corner = frame0 + traj[:, d, :, 0] * size + traj[:, d, :, 1]          # (n, t)
+        idx = (corner[:, :, None] + offsets).ravel()
+        pix = np.broadcast_to(digits[which[:, d]].reshape(n, 1, -1), (n, t, offsets.size))
+        canvas[idx] = np.maximum(canvas[idx], pix.ravel())
+    video = canvas.reshape(n, t, size, size)
+    if return_trajectories:
+        return video, traj, which
+    return video
+
+
+def generate_in_chunks(digits, num_sequences, seq_len=20, num_digits=2, seed=None, chunk=512):
+    """`generate_moving_mnist` in chunks of bounded memory, from one seeded stream."""
+    rng = _as_rng(seed)
+    parts = [generate_moving_mnist(digits, min(chunk, num_sequences - i), seq_len,
+                                   num_digits=num_digits, seed=rng)
+             for i in range(0, num_sequences, chunk)]
+    return np.concatenate(parts) if parts else np.zeros((0, seq_len, 64, 64), np.uint8)
+
+
+# ------------------------------------------------------------- official test file
+
+def open_moving_mnist_npy(path: str) -> np.ndarray:
+    """The official `mnist_test_seq.npy`, memory-mapped, as a uint8 (N, 20, 64, 64) view.
+
+    No float copy is made: callers convert chunk by chunk.
+    """
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file; pass --data with the path of mnist_test_seq.npy")
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise DataError(f"{path}: not a readable .npy file ({e}); expected {OFFICIAL_LAYOUT}") from None
+    if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.ndim != 4 \
+            or arr.shape[0] != 20 or arr.shape[2:] != (64, 64):
+        got = f"{getattr(arr, 'dtype', type(arr))} {getattr(arr, 'shape', '')}"
+        raise DataError(f"{path}: expected {OFFICIAL_LAYOUT}, got {got}")
+    return arr.transpose(1, 0, 2, 3)
+
+
+def load_moving_mnist_npy(path: str | None = None) -> np.ndarray:
+    """The official Moving MNIST test set as float32 (N, 20, 64, 64, 1) in [0, 1].
+
+    Args:
+        path: the `mnist_test_seq.npy` file (uint8, time-major (20, N, 64, 64)).
+            None downloads and caches it with `keras.utils.get_file` (md5-checked).
+
+    Raises:
+        DataError (a ValueError) naming the expected layout for any other file.
+    """
+    if path is None:
+        import keras
+
+        path = keras.utils.get_file("mnist_test_seq.npy", origin=MOVING_MNIST_URL,
+                                    file_hash=MOVING_MNIST_MD5)
+    view = open_moving_mnist_npy(path)
+    return to_float(view)
+
+
+def to_float(frames: np.ndarray) -> np.ndarray:
+    """uint8 (..., H, W) -> float32 (..., H, W, 1) in [0, 1]."""
+    return (np.asarray(frames, np.float32) / 255.0)[..., None]
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8, rounding, clipping."""
+    return np.clip(np.rint(np.asarray(frames, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------ tf.data pipelines
+
+def shift_for_next_frame(videos):
+    """uint8 (B, T, H, W) -> (inputs frames 0..T-2, targets frames 1..T-1), float32 (.., 1)."""
+    import tensorflow as tf
+
+    x = tf.cast(videos, tf.float32)[..., None] / 255.0
+    return x[:, :-1], x[:, 1:]
+
+
+def train_dataset(digits: np.ndarray, batch_size: int, seq_len: int = 20,
+                  num_digits: int = 2, seed: int = 0):
+    """An endless tf.data stream of fresh generated batches, shifted for next-frame training."""
+    import tensorflow as tf
+
+    def batches():
+        rng = np.random.default_rng([seed, 1])
+        while True:
+            yield generate_moving_mnist(digits, batch_size, seq_len, num_digits=num_digits, seed=rng)
+
+    spec = tf.TensorSpec((batch_size, seq_len, 64, 64), tf.uint8)
+    ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
+    return ds.map(shift_for_next_frame).prefetch(tf.data.AUTOTUNE)
+
+
+def fixed_dataset(videos: np.ndarray, batch_size: int):
+    """A finite tf.data dataset over fixed uint8 (N, T, H, W) videos, shifted."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(videos).batch(batch_size)
+    return ds.map(shift_for_next_frame).prefetch(tf.data.AUTOTUNE)
+
+
+def validation_videos(digits: np.ndarray, num_sequences: int, seq_len: int = 20,
+                      num_digits: int = 2, seed: int = 0) -> np.ndarray:
+    """The fixed, seeded validation (or test) set: uint8 (N, T, 64, 64)."""
+    return generate_in_chunks(digits, num_sequences, seq_len, num_digits, seed=[seed, 2])

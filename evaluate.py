@@ -1,0 +1,248 @@
+"""Evaluate a trained predictor on held-out data.
+
+    python evaluate.py --checkpoint results/model.keras --mnist ../shared/data/mnist
+    python evaluate.py --checkpoint results/model.keras --data mnist_test_seq.npy
+
+Protocols (every number beside the copy-last-frame and all-black baselines on
+the same sequences):
+- next_frame: frames 0..T-2 in, output t scored against frame t+1.
+- rollout_10_10: 10 true frames in, the next 10 forecast autoregressively (each
+  forecast fed back as input).
+Writes metrics.json, comparison.png/.gif, rollout.png/.gif and per-frame
+metric plots to --out (default: the checkpoint's folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from config import UserError  # noqa: E402
+
+METRIC_NAMES = ("psnr", "ssim", "mse", "mae", "mse_frame", "mae_frame")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", default="results/model.keras")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--data", default=None, help="the official mnist_test_seq.npy (uint8, (20, N, 64, 64))")
+    src.add_argument("--mnist", default=None,
+                     help="MNIST source: generate a seeded test set from test digits 8500-8999")
+    p.add_argument("--sequences", type=int, default=1000,
+                   help="test sequences (generated set size, or the first N of --data; 0 = all of --data)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated test set")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--context", type=int, default=10, help="true frames before the rollout")
+    p.add_argument("--horizon", type=int, default=10, help="frames forecast in the rollout")
+    p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
+    return p.parse_args(argv)
+
+
+def load_predictor(path: str):
+    """A saved predictor, without its training configuration; never runs code from the file."""
+    import keras
+
+    import losses  # noqa: F401  (registers the project's serialisable objects)
+    import metrics  # noqa: F401
+    import model  # noqa: F401
+
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path} not found; train one with train.py or pass --checkpoint")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:
+        raise UserError(f"cannot load {path} as a Keras model ({str(e)[:200]})") from None
+
+
+def test_videos(args, seq_len: int = 20, num_digits: int = 2):
+    """uint8 (N, T, 64, 64) test sequences and a description of them."""
+    import data
+
+    if args.data:
+        view = data.open_moving_mnist_npy(args.data)
+        n = len(view) if args.sequences in (0, None) else min(args.sequences, len(view))
+        return view[:n], {"source": "official mnist_test_seq.npy", "path": os.path.abspath(args.data),
+                          "sequences": n}
+    digits = data.load_mnist_digits(args.mnist, "test")
+    vids = data.generate_in_chunks(digits, args.sequences, seq_len, num_digits, seed=[args.seed, 3])
+    return vids, {"source": "generated Moving MNIST", "digits": "MNIST test split 8500-8999",
+                  "sequences": args.sequences, "seq_len": seq_len, "num_digits": num_digits,
+                  "seed": args.seed}
+
+
+def predict_next(net, videos: np.ndarray, batch_size: int) -> np.ndarray:
+    """Next-frame forecasts: float32 (N, T-1, H, W, 1) for frames 1..T-1."""
+    import data
+
+    outs = []
+    for i in range(0, len(videos), batch_size):
+        x = data.to_float(videos[i:i + batch_size, :-1])
+        outs.append(np.asarray(net(x, training=False), np.float32))
+    return np.concatenate(outs)
+
+
+def rollout(net, context: np.ndarray, horizon: int) -> np.ndarray:
+    """Autoregressive forecast: context (N, C, H, W, 1) -> (N, horizon, H, W, 1).
+
+    Each step runs the causal network over all frames so far and appends its
+    last output; only frames <= t ever reach the forecast of t + 1.
+    """
+    import tensorflow as tf
+
+    seq = tf.convert_to_tensor(context, tf.float32)
+    preds = []
+    for _ in range(horizon):
+        nxt = tf.cast(net(seq, training=False)[:, -1:], tf.float32)
+        preds.append(nxt)
+        seq = tf.concat([seq, nxt], axis=1)
+    return np.asarray(tf.concat(preds, axis=1), np.float32)
+
+
+class Accumulator:
+    """Sums per-position metric values over batches."""
+
+    def __init__(self):
+        self.sums, self.n = {}, 0
+
+    def add(self, name, truth, pred):
+        import metrics
+
+        vals = metrics.frame_metrics(truth, pred)  # each (B, T)
+        acc = self.sums.setdefault(name, {k: 0.0 for k in METRIC_NAMES})
+        for k in METRIC_NAMES:
+            acc[k] = acc[k] + vals[k].sum(axis=0)
+
+    def result(self, n):
+        return {name: {k: (v / n).tolist() for k, v in acc.items()} for name, acc in self.sums.items()}
+
+
+def summarise(per_pos: dict) -> dict:
+    return {name: {"mean": {k: float(np.mean(v)) for k, v in m.items()}, "per_frame": m}
+            for name, m in per_pos.items()}
+
+
+def evaluate(net, videos, batch_size=32, context=10, horizon=10):
+    """Next-frame and rollout metrics for `net` and the baselines on uint8 videos."""
+    import data
+
+    t = videos.shape[1]
+    if t < 2:
+        raise UserError("test sequences need at least 2 frames")
+    do_rollout = context + horizon <= t and context >= 1
+    nf, ro = Accumulator(), Accumulator()
+    n = len(videos)
+    t0 = time.time()
+    for i in range(0, n, batch_size):
+        v = data.to_float(videos[i:i + batch_size])
+        x, y = v[:, :-1], v[:, 1:]
+        p = np.asarray(net(x, training=False), np.float32)
+        nf.add("model", y, p)
+        nf.add("copy_last_frame", y, x)
+        nf.add("all_black", y, np.zeros_like(y))
+        if do_rollout:
+            ctx, fut = v[:, :context], v[:, context:context + horizon]
+            r = rollout(net, ctx, horizon)
+            ro.add("model", fut, r)
+            ro.add("copy_last_frame", fut, np.repeat(ctx[:, -1:], horizon, axis=1))
+            ro.add("all_black", fut, np.zeros_like(fut))
+    seconds = time.time() - t0
+    out = {"next_frame": summarise(nf.result(n))}
+    if do_rollout:
+        out[f"rollout_{context}_{horizon}"] = summarise(ro.result(n))
+    return out, seconds
+
+
+def write_figures(net, videos, results, out, context, horizon):
+    import data
+    import plots
+
+    v = data.to_float(videos[:1])
+    x, y = v[:, :-1], v[:, 1:]
+    p = np.asarray(net(x, training=False), np.float32)
+    plots.comparison_strip([y[0], p[0]], ["truth", "forecast"], os.path.join(out, "comparison.png"),
+                           "Next-frame prediction (each forecast from the true frames before it)",
+                           first_index=1)
+    plots.write_gif(plots.side_by_side([y[0], p[0]]), os.path.join(out, "comparison.gif"))
+    nf = results["next_frame"]
+    frames = np.arange(2, videos.shape[1] + 1) - 1
+    curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in ("psnr", "ssim", "mse_frame")}
+    plots.per_step_curves(frames, curves, os.path.join(out, "next_frame_metrics.png"),
+                          "next-frame metrics per frame index (test set)")
+    key = f"rollout_{context}_{horizon}"
+    if key in results:
+        ctx, fut = v[:, :context], v[:, context:context + horizon]
+        r = rollout(net, ctx, horizon)
+        plots.comparison_strip([fut[0], r[0]], ["truth", f"rollout ({context} in)"],
+                               os.path.join(out, "rollout.png"),
+                               f"{context} true frames in, {horizon} forecast autoregressively",
+                               first_index=context)
+        truth = np.concatenate([ctx[0], fut[0]])
+        pred = np.concatenate([ctx[0], r[0]])
+        plots.write_gif(plots.side_by_side([truth, pred]), os.path.join(out, "rollout.gif"))
+        ro = results[key]
+        curves = {k: {name: ro[name]["per_frame"][k] for name in ro} for k in ("psnr", "ssim", "mse_frame")}
+        plots.per_step_curves(np.arange(1, horizon + 1), curves, os.path.join(out, "rollout_metrics.png"),
+                              f"{context}->{horizon} rollout metrics per forecast step (test set)")
+
+
+def write_json(obj, path):
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        import data
+        from config import Config
+
+        if args.sequences < 0 or args.batch_size < 1:
+            raise UserError("--sequences must be >= 0 and --batch-size >= 1")
+        net = load_predictor(args.checkpoint)
+        run_dir = os.path.dirname(os.path.abspath(args.checkpoint))
+        cfg_path = os.path.join(run_dir, "config.json")
+        cfg = Config.load(cfg_path) if os.path.exists(cfg_path) else None
+        out = args.out or run_dir
+        os.makedirs(out, exist_ok=True)
+        if not os.access(out, os.W_OK):
+            raise UserError(f"--out {out} is not writable")
+        if not args.data and args.sequences == 0:
+            raise UserError("--sequences 0 (all) needs --data")
+        videos, desc = test_videos(args, seq_len=20, num_digits=cfg.train.num_digits if cfg else 2)
+        results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon)
+        report = {"checkpoint": os.path.abspath(args.checkpoint),
+                  "config": cfg.to_dict() if cfg else None,
+                  "data": desc, "data_range": 1.0,
+                  "metrics": {"psnr": "dB, per frame, capped at 100",
+                              "ssim": "Gaussian window 11x11, sigma 1.5 (as tf.image.ssim)",
+                              "mse": "per pixel", "mae": "per pixel",
+                              "mse_frame": "squared error summed over the 64x64 pixels of a frame",
+                              "mae_frame": "absolute error summed over the 64x64 pixels of a frame"},
+                  "seconds": round(seconds, 1), **results}
+        write_figures(net, videos, results, out, args.context, args.horizon)
+        write_json(report, os.path.join(out, "metrics.json"))
+        for proto in [k for k in results]:
+            print(f"{proto}:")
+            for name, r in results[proto].items():
+                m = r["mean"]
+                print(f"  {name:16s} PSNR {m['psnr']:6.2f}  SSIM {m['ssim']:.4f}  "
+                      f"MSE/frame {m['mse_frame']:7.2f}  MAE/frame {m['mae_frame']:7.2f}")
+        print(f"wrote {os.path.join(out, 'metrics.json')} ({desc['sequences']} sequences, {seconds:.0f} s)")
+    except (UserError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

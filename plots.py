@@ -1,0 +1,138 @@
+"""Every figure and GIF the project writes. Matplotlib runs headless (Agg)."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path):
+    tmp = f"{path}.tmp{os.getpid()}.png"
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def read_log(path) -> dict:
+    """A Keras CSVLogger file as {column: float array}."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty training log")
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows])
+            for k in rows[0]}
+
+
+def loss_curve(log: dict, path):
+    """Training and validation loss per epoch."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ep = log["epoch"] + 1
+    ax.plot(ep, log["loss"], label="train")
+    if "val_loss" in log:
+        ax.plot(ep, log["val_loss"], label="validation")
+    ax.set(xlabel="epoch", ylabel="loss", title="Composite loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def training_curves(log: dict, path):
+    """Loss, MAE, PSNR, SSIM (train and validation), learning rate and pixel accuracy."""
+    plt = _plt()
+    panels = [("loss", "loss"), ("mae", "MAE"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
+              ("learning_rate", "learning rate"), ("pixel_acc", "pixel accuracy @0.5")]
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7))
+    ep = log["epoch"] + 1
+    for ax, (key, label) in zip(axes.ravel(), panels):
+        if key in log:
+            ax.plot(ep, log[key], label="train" if key != "learning_rate" else "lr")
+        if f"val_{key}" in log:
+            ax.plot(ep, log[f"val_{key}"], label="validation")
+        if key == "learning_rate" and key in log:
+            ax.set_yscale("log")
+        ax.set(xlabel="epoch", ylabel=label, title=label)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend()
+    fig.suptitle("Training curves (validation = fixed validation digits)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def comparison_strip(rows: list, labels: list, path, title: str = "", first_index: int = 0):
+    """Rows of frames (each (T, H, W) or (T, H, W, 1) in [0, 1]) as an image grid."""
+    plt = _plt()
+    rows = [np.asarray(r).reshape(len(r), *np.asarray(r).shape[1:3]) for r in rows]
+    t = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), t, figsize=(1.1 * t, 1.2 * len(rows)), squeeze=False)
+    for i, (r, lab) in enumerate(zip(rows, labels)):
+        for j in range(t):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j < len(r):
+                ax.imshow(r[j], cmap="gray", vmin=0, vmax=1)
+            else:
+                ax.axis("off")
+            if i == 0:
+                ax.set_title(f"t={first_index + j}", fontsize=7)
+        axes[i, 0].set_ylabel(lab, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return _save(fig, path)
+
+
+def write_gif(frames, path, fps: int = 4):
+    """uint8 or [0, 1] float frames (T, H, W[, 1|3]) -> a looping GIF."""
+    import imageio.v2 as imageio
+
+    f = np.asarray(frames)
+    if f.dtype != np.uint8:
+        f = np.clip(np.rint(f * 255.0), 0, 255).astype(np.uint8)
+    if f.ndim == 4 and f.shape[-1] == 1:
+        f = f[..., 0]
+    tmp = f"{path}.tmp{os.getpid()}.gif"
+    imageio.mimsave(tmp, list(f), format="GIF", duration=1000.0 / fps, loop=0)
+    os.replace(tmp, path)
+    return path
+
+
+def side_by_side(panels, gap: int = 2, scale: int = 2):
+    """Joins videos (T, H, W[,1]) in [0, 1] left to right with a white gap, upscaled."""
+    vids = [np.asarray(p, np.float32).reshape(len(p), *np.asarray(p).shape[1:3]) for p in panels]
+    t, h = len(vids[0]), vids[0].shape[1]
+    sep = np.ones((t, h, gap), np.float32)
+    out = vids[0]
+    for v in vids[1:]:
+        out = np.concatenate([out, sep, v], axis=2)
+    return np.kron(out, np.ones((1, scale, scale), np.float32))
+
+
+def per_step_curves(steps, curves: dict, path, title: str, ylabel_by_metric: dict | None = None):
+    """One panel per metric; curves[metric][name] = values per step."""
+    plt = _plt()
+    metrics = list(curves)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for name, vals in curves[m].items():
+            ax.plot(steps, vals, marker="o", ms=3, label=name)
+        ax.set(xlabel="frame index" if "next" in title else "forecast step",
+               ylabel=(ylabel_by_metric or {}).get(m, m), title=m)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

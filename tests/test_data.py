@@ -1,0 +1,154 @@
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+import data
+from conftest import toy_digits, write_idx_images
+
+
+# ------------------------------------------------------------------ official file
+
+def test_official_layout_is_transposed_to_sequence_major(tmp_path):
+    raw = np.random.default_rng(0).integers(0, 256, (20, 3, 64, 64), dtype=np.uint8)
+    path = str(tmp_path / "mnist_test_seq.npy")
+    np.save(path, raw)
+    x = data.load_moving_mnist_npy(path)
+    assert x.shape == (3, 20, 64, 64, 1) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0
+    np.testing.assert_allclose(x[1, 7, :, :, 0], raw[7, 1] / 255.0, rtol=1e-6)
+    view = data.open_moving_mnist_npy(path)
+    assert isinstance(view.base, np.memmap) or isinstance(view, np.memmap)
+    np.testing.assert_array_equal(view[2, 19], raw[19, 2])
+
+
+@pytest.mark.parametrize("arr", [
+    np.zeros((3, 20, 64, 64), np.uint8),        # sequence-major
+    np.zeros((20, 3, 64, 64), np.float32),      # wrong dtype
+    np.zeros((20, 3, 32, 32), np.uint8),        # wrong frame size
+    np.zeros((20, 3, 64, 64, 1), np.uint8),     # extra axis
+], ids=["seq-major", "float", "32px", "5d"])
+def test_other_layouts_raise_naming_the_expected_one(tmp_path, arr):
+    path = str(tmp_path / "bad.npy")
+    np.save(path, arr)
+    with pytest.raises(ValueError, match=r"\(20, N, 64, 64\)"):
+        data.load_moving_mnist_npy(path)
+
+
+def test_pickled_or_truncated_files_raise(tmp_path):
+    p = tmp_path / "obj.npy"
+    np.save(str(p), np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="expected"):
+        data.load_moving_mnist_npy(str(p))
+    good = tmp_path / "good.npy"
+    np.save(str(good), np.zeros((20, 2, 64, 64), np.uint8))
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(ValueError):
+        data.load_moving_mnist_npy(str(cut))
+    with pytest.raises(ValueError, match="no such file"):
+        data.load_moving_mnist_npy(str(tmp_path / "missing.npy"))
+
+
+# ------------------------------------------------------------------------- digits
+
+def test_idx_folder_splits(mnist_dir):
+    digits = toy_digits(9000)
+    tr = data.load_mnist_digits(mnist_dir, "train")
+    va = data.load_mnist_digits(mnist_dir, "val")
+    te = data.load_mnist_digits(mnist_dir, "test")
+    assert tr.shape == (8000, 28, 28) and va.shape == (500, 28, 28) and te.shape == (500, 28, 28)
+    np.testing.assert_array_equal(va, digits[8000:8500])
+    np.testing.assert_array_equal(te, digits[8500:9000])
+
+
+def test_npz_and_env_var(tmp_path, monkeypatch):
+    x_test = toy_digits(9000, seed=1)
+    x_train = toy_digits(50, seed=2)
+    p = str(tmp_path / "mnist.npz")
+    np.savez(p, x_train=x_train, x_test=x_test)
+    monkeypatch.setenv(data.MNIST_ENV, p)
+    np.testing.assert_array_equal(data.load_mnist_digits(split="train"), x_train)  # the 60k split when present
+    np.testing.assert_array_equal(data.load_mnist_digits(split="test"), x_test[8500:9000])
+
+
+def test_full_idx_folder_uses_train_split(tmp_path):
+    write_idx_images(str(tmp_path / "t10k-images-idx3-ubyte.gz"), toy_digits(9000))
+    write_idx_images(str(tmp_path / "train-images-idx3-ubyte.gz"), toy_digits(30, seed=5))
+    assert len(data.load_mnist_digits(str(tmp_path), "train")) == 30
+
+
+def test_bad_mnist_sources(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        data.load_mnist_digits(str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="t10k-images"):
+        data.load_mnist_digits(str(tmp_path))
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(ValueError, match="cannot read|truncated"):
+        data.load_mnist_digits(str(tmp_path))
+    with pytest.raises(ValueError, match="split"):
+        data.load_mnist_digits(str(tmp_path), "holdout")
+
+
+def test_real_shared_mnist(shared_mnist):
+    te = data.load_mnist_digits(shared_mnist, "test")
+    assert te.shape == (500, 28, 28) and te.dtype == np.uint8 and te.max() == 255
+
+
+# ---------------------------------------------------------------------- generator
+
+DIGITS = toy_digits(50)
+
+
+def test_generator_shape_and_determinism():
+    a = data.generate_moving_mnist(DIGITS, 5, seq_len=7, seed=3)
+    b = data.generate_moving_mnist(DIGITS, 5, seq_len=7, seed=3)
+    c = data.generate_moving_mnist(DIGITS, 5, seq_len=7, seed=4)
+    assert a.shape == (5, 7, 64, 64) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_trajectories_stay_inside_bounce_and_keep_speed():
+    traj = data.moving_mnist_trajectories(400, seq_len=40, num_digits=2, seed=0)
+    assert traj.min() >= 0 and traj.max() <= 64 - 28  # digit fully inside the canvas
+    pos = data.moving_mnist_trajectories(400, seq_len=40, num_digits=2, seed=0)
+    step = np.diff(pos, axis=2).astype(float)  # (N, D, T-1, 2)
+    # fixed speed: 0.1 of the 36-pixel free range = 3.6 px per frame in a straight run
+    inner = (pos[:, :, 1:-1] > 4) & (pos[:, :, 1:-1] < 32)
+    speed = np.hypot(step[..., 0], step[..., 1])[:, :, 1:][inner.all(-1)]
+    assert abs(np.median(speed) - 3.6) < 0.5
+    # bounces: the direction of a component flips, and only at a border
+    flips = np.sign(step[:, :, 1:]) * np.sign(step[:, :, :-1]) < 0
+    assert flips.any()
+    at = pos[:, :, 1:-1][flips]
+    assert np.all((at <= 4) | (at >= 32))
+
+
+def test_frames_are_digits_at_their_positions_combined_with_max():
+    vid, traj, which = data.generate_moving_mnist(DIGITS, 4, seq_len=5, seed=1, return_trajectories=True)
+    for n in range(4):
+        for t in range(5):
+            ref = np.zeros((64, 64), np.uint8)
+            for d in range(2):
+                r, c = traj[n, d, t]
+                ref[r:r + 28, c:c + 28] = np.maximum(ref[r:r + 28, c:c + 28], DIGITS[which[n, d]])
+            np.testing.assert_array_equal(vid[n, t], ref)
+
+
+def test_generator_rejects_bad_digits():
+    with pytest.raises(ValueError, match="28, 28"):
+        data.generate_moving_mnist(np.zeros((3, 20, 20), np.uint8), 2)
+
+
+def test_pipelines_shift_by_one_frame():
+    ds = data.train_dataset(DIGITS, batch_size=2, seq_len=5, seed=0)
+    x, y = next(iter(ds))
+    assert x.shape == (2, 4, 64, 64, 1) and y.shape == (2, 4, 64, 64, 1)
+    np.testing.assert_array_equal(np.asarray(x)[:, 1:], np.asarray(y)[:, :-1])
+    v = data.validation_videos(DIGITS, 3, seq_len=5, seed=0)
+    np.testing.assert_array_equal(v, data.validation_videos(DIGITS, 3, seq_len=5, seed=0))
+    xs, ys = next(iter(data.fixed_dataset(v, 3)))
+    np.testing.assert_allclose(np.asarray(ys)[..., 0], v[:, 1:] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(xs)[..., 0], v[:, :-1] / 255.0, rtol=1e-6)

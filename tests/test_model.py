@@ -1,0 +1,114 @@
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from config import ModelConfig, preset_config
+from model import CausalConv3D, DepthToSpace, SpaceToDepth, build_model
+
+TINY = ModelConfig(filters=(4, 4, 4), frame_size=8)
+
+
+def test_default_is_the_reference_architecture():
+    m = build_model()
+    assert m.input_shape == (None, None, 64, 64, 1)
+    assert m.output_shape == (None, None, 64, 64, 1)
+    convs = [l for l in m.layers if isinstance(l, keras.layers.ConvLSTM2D)]
+    assert [l.filters for l in convs] == [64, 64, 64]
+    assert [l.kernel_size for l in convs] == [(5, 5), (3, 3), (1, 1)]
+    assert all(l.return_sequences and l.padding == "same" for l in convs)
+    kinds = [type(l).__name__ for l in m.layers[1:]]
+    assert kinds == ["ConvLSTM2D", "BatchNormalization", "ReLU"] * 3 + ["CausalConv3D"]
+    head = m.layers[-1]
+    assert isinstance(head, keras.layers.Conv3D)
+    assert head.kernel_size == (3, 3, 3) and head.filters == 1 and head.causal
+    assert head.activation.__name__ == "sigmoid"
+    assert m.count_params() == 746945
+
+
+@pytest.mark.parametrize("t", [1, 2, 5])
+def test_any_sequence_length(t):
+    m = build_model(TINY)
+    y = m(np.random.rand(2, t, 8, 8, 1).astype("float32"))
+    assert y.shape == (2, t, 8, 8, 1)
+    assert float(np.min(y)) >= 0.0 and float(np.max(y)) <= 1.0
+
+
+def _future_changes_past(cfg, t=6, cut=3, seed=0):
+    m = build_model(cfg)
+    rng = np.random.default_rng(seed)
+    x = rng.random((2, t, cfg.frame_size, cfg.frame_size, 1)).astype("float32")
+    x2 = x.copy()
+    x2[:, cut:] = rng.random(x2[:, cut:].shape)
+    y, y2 = np.asarray(m(x, training=False)), np.asarray(m(x2, training=False))
+    return y, y2
+
+
+@pytest.mark.parametrize("cfg", [
+    TINY,
+    dataclasses.replace(TINY, patch_size=2),
+    dataclasses.replace(TINY, patch_size=4, precision="bfloat16"),
+    dataclasses.replace(TINY, precision="float16"),
+    dataclasses.replace(preset_config("cpu").model, filters=(4, 4, 4)),
+], ids=["fp32", "patch2", "patch4-bf16", "fp16", "cpu-preset"])
+def test_forecast_depends_only_on_past_frames(cfg):
+    y, y2 = _future_changes_past(cfg)
+    # outputs 0..2 (forecasts of frames 1..3) saw frames 0..2 only: bit-identical
+    np.testing.assert_array_equal(y[:, :3], y2[:, :3])
+    assert np.abs(y[:, 3:] - y2[:, 3:]).max() > 0
+
+
+def test_reference_model_is_causal():
+    y, y2 = _future_changes_past(ModelConfig(), t=4, cut=2)
+    np.testing.assert_array_equal(y[:, :2], y2[:, :2])
+
+
+def test_leaky_head_reads_the_next_frame():
+    """The published 'same' head: output t changes when frame t+1 changes."""
+    y, y2 = _future_changes_past(dataclasses.replace(TINY, causal=False))
+    assert np.abs(y[:, 2] - y2[:, 2]).max() > 0  # output 2 read frame 3
+
+
+def test_causal_conv_matches_manual_padding():
+    layer = CausalConv3D(2, (3, 3, 3))
+    x = np.random.rand(1, 4, 5, 5, 3).astype("float32")
+    y = np.asarray(layer(x))
+    ref = keras.layers.Conv3D(2, (3, 3, 3), padding="valid")
+    ref.build((None, None, 5, 5, 3))
+    ref.set_weights(layer.get_weights())
+    xp = np.pad(x, [(0, 0), (2, 0), (1, 1), (1, 1), (0, 0)])
+    np.testing.assert_allclose(y, np.asarray(ref(xp)), rtol=1e-5, atol=1e-6)
+    same = keras.layers.Conv3D(2, (3, 3, 3), padding="same")
+    same.build((None, None, 5, 5, 3))
+    same.set_weights(layer.get_weights())
+    leaky = CausalConv3D(2, (3, 3, 3), causal=False)
+    leaky.build((None, None, 5, 5, 3))
+    leaky.set_weights(layer.get_weights())
+    np.testing.assert_allclose(np.asarray(leaky(x)), np.asarray(same(x)), rtol=1e-5, atol=1e-6)
+
+
+def test_space_to_depth_round_trip():
+    x = np.arange(2 * 3 * 8 * 8 * 1, dtype="float32").reshape(2, 3, 8, 8, 1)
+    s = SpaceToDepth(4)(x)
+    assert s.shape == (2, 3, 2, 2, 16)
+    # channel k of patch (0, 0) is pixel (k // 4, k % 4)
+    np.testing.assert_array_equal(np.asarray(s)[0, 0, 0, 0], x[0, 0, :4, :4, 0].ravel())
+    np.testing.assert_array_equal(np.asarray(DepthToSpace(4)(s)), x)
+
+
+def test_bad_patch_size():
+    with pytest.raises(ValueError, match="patch_size"):
+        build_model(dataclasses.replace(TINY, patch_size=3))
+
+
+@pytest.mark.parametrize("cfg", [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16")],
+                         ids=["fp32", "patch4-bf16"])
+def test_keras_round_trip(tmp_path, cfg):
+    m = build_model(cfg)
+    x = np.random.rand(1, 3, 8, 8, 1).astype("float32")
+    path = str(tmp_path / "m.keras")
+    m.save(path)
+    m2 = keras.saving.load_model(path, safe_mode=True)  # no custom_objects
+    np.testing.assert_array_equal(np.asarray(m(x)), np.asarray(m2(x)))
+    assert m2.get_layer("head").causal == cfg.causal

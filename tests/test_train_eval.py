@@ -1,0 +1,136 @@
+"""End to end on tiny data: train.py -> run folder -> evaluate.py -> metrics and figures."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import evaluate
+import train
+from conftest import ROOT
+
+SMOKE = ["--preset", "smoke", "--steps-per-epoch", "1", "--val-sequences", "2"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, mnist_dir):
+    out = str(tmp_path_factory.mktemp("run"))
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--seed", "1"]) == 0
+    return out
+
+
+def test_train_writes_a_run_folder(run_dir):
+    for f in ("model.keras", "config.json", "log.csv", "best.json", "loss_curve.png", "training_curves.png"):
+        assert os.path.getsize(os.path.join(run_dir, f)) > 0, f
+    assert not os.path.exists(os.path.join(run_dir, "backup"))  # finished: nothing to resume
+    from config import Config
+
+    cfg = Config.load(os.path.join(run_dir, "config.json"))
+    assert cfg.preset == "smoke" and cfg.train.seed == 1 and cfg.model.causal
+    header = open(os.path.join(run_dir, "log.csv")).readline().strip()
+    for col in ("loss", "val_loss", "psnr", "val_ssim", "mae", "pixel_acc", "learning_rate"):
+        assert col in header.split(","), col
+
+
+def test_evaluate_writes_metrics_and_figures(run_dir, mnist_dir, tmp_path):
+    out = str(tmp_path / "eval")
+    rc = evaluate.main(["--checkpoint", os.path.join(run_dir, "model.keras"), "--mnist", mnist_dir,
+                        "--sequences", "3", "--batch-size", "2", "--out", out])
+    assert rc == 0
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["data_range"] == 1.0 and m["data"]["digits"] == "MNIST test split 8500-8999"
+    nf = m["next_frame"]
+    assert set(nf) == {"model", "copy_last_frame", "all_black"}
+    assert len(nf["model"]["per_frame"]["psnr"]) == 19
+    assert nf["model"]["mean"]["mse_frame"] == pytest.approx(4096 * nf["model"]["mean"]["mse"], rel=1e-6)
+    ro = m["rollout_10_10"]
+    assert len(ro["model"]["per_frame"]["ssim"]) == 10
+    for f in ("comparison.png", "comparison.gif", "next_frame_metrics.png", "rollout.png", "rollout.gif",
+              "rollout_metrics.png"):
+        assert os.path.getsize(os.path.join(out, f)) > 0, f
+    import imageio.v2 as imageio
+
+    gif = imageio.mimread(os.path.join(out, "comparison.gif"))
+    assert len(gif) == 19 and gif[0].dtype == np.uint8
+
+
+def test_evaluate_on_official_layout(run_dir, tmp_path):
+    raw = np.zeros((20, 2, 64, 64), np.uint8)
+    raw[:, :, 10:20, 10:20] = 255
+    path = str(tmp_path / "mnist_test_seq.npy")
+    np.save(path, raw)
+    out = str(tmp_path / "o")
+    assert evaluate.main(["--checkpoint", os.path.join(run_dir, "model.keras"), "--data", path,
+                          "--sequences", "0", "--out", out]) == 0
+    m = json.load(open(os.path.join(out, "metrics.json")))
+    assert m["data"]["sequences"] == 2
+    # a static square: copying the last frame is exact
+    assert m["next_frame"]["copy_last_frame"]["mean"]["mse"] == 0.0
+
+
+def test_rollout_feeds_forecasts_back(run_dir):
+    net = evaluate.load_predictor(os.path.join(run_dir, "model.keras"))
+    ctx = np.random.default_rng(0).random((1, 3, 64, 64, 1)).astype("float32")
+    r = evaluate.rollout(net, ctx, 2)
+    first = np.asarray(net(ctx, training=False))[:, -1]
+    np.testing.assert_allclose(r[:, 0], first, rtol=1e-6)
+    second = np.asarray(net(np.concatenate([ctx, r[:, :1]], axis=1), training=False))[:, -1]
+    np.testing.assert_allclose(r[:, 1], second, rtol=1e-5, atol=1e-6)
+
+
+def test_model_loads_in_a_fresh_python(run_dir):
+    code = ("import sys; sys.path.insert(0, sys.argv[2]); import model, losses, metrics, keras, numpy as np;"
+            "m = keras.saving.load_model(sys.argv[1]);"
+            "y = m(np.zeros((1, 3, 64, 64, 1), 'float32'));"
+            "assert tuple(y.shape) == (1, 3, 64, 64, 1); print('ok')")
+    r = subprocess.run([sys.executable, "-c", code, os.path.join(run_dir, "model.keras"), ROOT],
+                       capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip().endswith("ok"), r.stderr[-2000:]
+
+
+def test_finished_run_is_not_overwritten(run_dir, mnist_dir, capsys):
+    before = open(os.path.join(run_dir, "model.keras"), "rb").read()
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", run_dir]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert open(os.path.join(run_dir, "model.keras"), "rb").read() == before
+
+
+def test_seed_preset_offline_stops_before_any_work(tmp_path, mnist_dir, monkeypatch, capsys):
+    import keras
+
+    def offline(*a, **k):
+        raise Exception("URL fetch failure: Name or service not known")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    out = tmp_path / "seed"
+    assert train.main(["--preset", "seed", "--mnist", mnist_dir, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--vgg-weights" in err and "--perceptual-weight 0" in err
+    assert not out.exists()
+
+
+def test_bad_arguments_exit_cleanly(tmp_path, mnist_dir, capsys):
+    assert train.main([*SMOKE, "--mnist", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert train.main([*SMOKE, "--lr", "-1", "--out", str(tmp_path / "r2")]) == 2
+    assert evaluate.main(["--checkpoint", str(tmp_path / "none.keras")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_same_seed_same_model(tmp_path, mnist_dir):
+    outs = []
+    for i in range(2):
+        out = str(tmp_path / f"r{i}")
+        assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--seed", "7"]) == 0
+        outs.append(evaluate.load_predictor(os.path.join(out, "model.keras")).get_weights())
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cli_help():
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--help"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "--preset" in r.stdout and "--mnist" in r.stdout

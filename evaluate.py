@@ -25,6 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from config import UserError  # noqa: E402
+from model import predict_frames, rollout  # noqa: E402
 
 METRIC_NAMES = ("psnr", "ssim", "mse", "mae", "mse_frame", "mae_frame")
 
@@ -78,34 +79,6 @@ def test_videos(args, seq_len: int = 20, num_digits: int = 2):
                   "seed": args.seed}
 
 
-def predict_next(net, videos: np.ndarray, batch_size: int) -> np.ndarray:
-    """Next-frame forecasts: float32 (N, T-1, H, W, 1) for frames 1..T-1."""
-    import data
-
-    outs = []
-    for i in range(0, len(videos), batch_size):
-        x = data.to_float(videos[i:i + batch_size, :-1])
-        outs.append(np.asarray(net(x, training=False), np.float32))
-    return np.concatenate(outs)
-
-
-def rollout(net, context: np.ndarray, horizon: int) -> np.ndarray:
-    """Autoregressive forecast: context (N, C, H, W, 1) -> (N, horizon, H, W, 1).
-
-    Each step runs the causal network over all frames so far and appends its
-    last output; only frames <= t ever reach the forecast of t + 1.
-    """
-    import tensorflow as tf
-
-    seq = tf.convert_to_tensor(context, tf.float32)
-    preds = []
-    for _ in range(horizon):
-        nxt = tf.cast(net(seq, training=False)[:, -1:], tf.float32)
-        preds.append(nxt)
-        seq = tf.concat([seq, nxt], axis=1)
-    return np.asarray(tf.concat(preds, axis=1), np.float32)
-
-
 class Accumulator:
     """Sums per-position metric values over batches."""
 
@@ -143,7 +116,7 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10):
     for i in range(0, n, batch_size):
         v = data.to_float(videos[i:i + batch_size])
         x, y = v[:, :-1], v[:, 1:]
-        p = np.asarray(net(x, training=False), np.float32)
+        p = predict_frames(net, x)
         nf.add("model", y, p)
         nf.add("copy_last_frame", y, x)
         nf.add("all_black", y, np.zeros_like(y))
@@ -166,7 +139,7 @@ def write_figures(net, videos, results, out, context, horizon):
 
     v = data.to_float(videos[:1])
     x, y = v[:, :-1], v[:, 1:]
-    p = np.asarray(net(x, training=False), np.float32)
+    p = predict_frames(net, x)
     plots.comparison_strip([y[0], p[0]], ["truth", "forecast"], os.path.join(out, "comparison.png"),
                            "Next-frame prediction (each forecast from the true frames before it)",
                            first_index=1)

@@ -8,6 +8,7 @@ mode; in training mode BatchNorm's batch statistics mix the whole batch).
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 from config import ModelConfig
@@ -163,3 +164,35 @@ def build_model(config: ModelConfig | None = None, name: str = "convlstm_predict
     if p > 1:
         x = DepthToSpace(p, dtype="float32", name="depth_to_space")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def inference_fn(net):
+    """`net` in inference mode as one compiled graph for any batch and length
+    (cached on the model; eager calls run the ConvLSTM loop op by op)."""
+    fn = getattr(net, "_inference_fn", None)
+    if fn is None:
+        import tensorflow as tf
+
+        fn = tf.function(lambda x: net(x, training=False), reduce_retracing=True)
+        net._inference_fn = fn
+    return fn
+
+
+def predict_frames(net, frames) -> np.ndarray:
+    """Next-frame forecasts of float32 frames (N, T, H, W, C): output t forecasts frame t + 1."""
+    return np.asarray(inference_fn(net)(np.asarray(frames, np.float32)), np.float32)
+
+
+def rollout(net, context, horizon: int) -> np.ndarray:
+    """Autoregressive forecast: context (N, C, H, W, 1) -> (N, horizon, H, W, 1).
+
+    Each step runs the causal network over all frames so far and appends its
+    last output; only frames <= t ever reach the forecast of t + 1.
+    """
+    seq = np.asarray(context, np.float32)
+    preds = []
+    for _ in range(horizon):
+        nxt = predict_frames(net, seq)[:, -1:]
+        preds.append(nxt)
+        seq = np.concatenate([seq, nxt], axis=1)
+    return np.concatenate(preds, axis=1)

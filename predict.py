@@ -1,0 +1,143 @@
+"""Forecast the continuation of your own clip.
+
+    python predict.py my_clip.gif --frames 10 --out predictions/
+
+Input: a GIF, a video file OpenCV can read (MP4, AVI, ...), or a .npy array
+(T, H, W), (T, H, W, 1) or (T, H, W, 3), uint8 or float in [0, 1]. Frames are
+converted to grayscale, resized to the model's 64x64 and scaled to [0, 1]. Output:
+NAME_forecast.gif (input frames, then the forecast, beside nothing: the forecast
+frames carry a white border) and NAME_forecast.npy (uint8 (T + frames, 64, 64)).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from config import UserError  # noqa: E402
+
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+
+
+def _gray(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W[, C]) -> (T, H, W) float32 in the input's scale."""
+    f = np.asarray(frames, np.float32)
+    if f.ndim == 4 and f.shape[-1] == 1:
+        f = f[..., 0]
+    elif f.ndim == 4 and f.shape[-1] in (3, 4):
+        f = f[..., :3] @ np.array([0.299, 0.587, 0.114], np.float32)
+    elif f.ndim != 3:
+        raise UserError(f"frames must be (T, H, W), (T, H, W, 1) or (T, H, W, 3); got shape {frames.shape}")
+    return f
+
+
+def read_clip(path: str) -> np.ndarray:
+    """A clip as float32 (T, H, W) in [0, 1] at its own resolution."""
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: no such file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npy":
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise UserError(f"{path}: not a readable .npy array ({e})") from None
+        if not np.issubdtype(arr.dtype, np.number):
+            raise UserError(f"{path}: expected a numeric array, got {arr.dtype}")
+        f = _gray(arr)
+        if not np.all(np.isfinite(f)):
+            raise UserError(f"{path}: contains NaN or infinite values")
+        if arr.dtype == np.uint8:
+            return f / 255.0
+        if f.min() < 0 or f.max() > 1:
+            raise UserError(f"{path}: float frames must lie in [0, 1] (got {f.min():.3g}..{f.max():.3g}); "
+                            "pass uint8 for 0..255")
+        return f
+    if ext == ".gif":
+        import imageio.v2 as imageio
+
+        try:
+            frames = np.stack([np.asarray(fr) for fr in imageio.mimread(path, memtest=False)])
+        except Exception as e:
+            raise UserError(f"{path}: cannot read GIF ({str(e)[:120]})") from None
+        return _gray(frames) / 255.0
+    if ext in VIDEO_EXTS:
+        import cv2
+
+        cap = cv2.VideoCapture(path)
+        frames = []
+        while True:
+            ok, fr = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(fr, cv2.COLOR_BGR2GRAY))
+        cap.release()
+        if not frames:
+            raise UserError(f"{path}: no frames could be decoded (corrupt or unsupported video)")
+        return np.stack(frames).astype(np.float32) / 255.0
+    raise UserError(f"{path}: unsupported file type {ext!r}; use .gif, .npy or a video ({', '.join(VIDEO_EXTS)})")
+
+
+def to_model_frames(clip: np.ndarray, size: int = 64) -> np.ndarray:
+    """(T, H, W) in [0, 1] -> float32 (T, size, size, 1), area-resized."""
+    import cv2
+
+    if clip.shape[1:] == (size, size):
+        out = clip
+    else:
+        out = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in clip])
+    return np.clip(out, 0.0, 1.0).astype(np.float32)[..., None]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("clip", help="a .gif, .npy or video file")
+    p.add_argument("--checkpoint", default="results/model.keras")
+    p.add_argument("--frames", type=int, default=10, help="frames to forecast")
+    p.add_argument("--context", type=int, default=None, help="use only the last N input frames")
+    p.add_argument("--out", default="predictions")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        from evaluate import load_predictor
+        from model import rollout
+        import plots
+
+        if args.frames < 1:
+            raise UserError("--frames must be >= 1")
+        clip = read_clip(args.clip)
+        if len(clip) < 2:
+            raise UserError(f"{args.clip}: {len(clip)} frame(s); need at least 2 to see motion")
+        if args.context:
+            clip = clip[-args.context:]
+        net = load_predictor(args.checkpoint)
+        size = net.input_shape[2]
+        frames = to_model_frames(clip, size)
+        forecast = rollout(net, frames[None], args.frames)[0]
+        os.makedirs(args.out, exist_ok=True)
+        stem = os.path.splitext(os.path.basename(args.clip))[0]
+        full = np.concatenate([frames, forecast])[..., 0]
+        marked = full.copy()
+        marked[len(frames):, [0, -1], :] = 1.0   # white border marks forecast frames
+        marked[len(frames):, :, [0, -1]] = 1.0
+        gif = plots.write_gif(plots.side_by_side([marked]), os.path.join(args.out, f"{stem}_forecast.gif"))
+        npy = os.path.join(args.out, f"{stem}_forecast.npy")
+        tmp = npy + ".tmp.npy"
+        np.save(tmp, np.clip(np.rint(full * 255), 0, 255).astype(np.uint8))
+        os.replace(tmp, npy)
+        print(f"{len(frames)} input + {args.frames} forecast frames -> {gif}, {npy}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

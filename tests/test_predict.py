@@ -1,0 +1,101 @@
+import os
+
+import numpy as np
+import pytest
+
+import predict
+from conftest import toy_digits
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from config import ModelConfig
+    from model import build_model
+
+    path = str(tmp_path_factory.mktemp("ckpt") / "model.keras")
+    build_model(ModelConfig(filters=(4, 4, 4), patch_size=4)).save(path)
+    return path
+
+
+def _moving(n=6, size=48):
+    import data
+
+    v = data.generate_moving_mnist(toy_digits(10), 1, seq_len=n, size=size, num_digits=1, seed=0)[0]
+    return v  # uint8 (n, size, size)
+
+
+def _run(checkpoint, clip, tmp_path, *extra):
+    return predict.main([str(clip), "--checkpoint", checkpoint, "--frames", "3", "--out", str(tmp_path / "o"),
+                         *extra])
+
+
+def _check_outputs(tmp_path, stem, n_in):
+    out = np.load(str(tmp_path / "o" / f"{stem}_forecast.npy"))
+    assert out.shape == (n_in + 3, 64, 64) and out.dtype == np.uint8
+    assert os.path.getsize(str(tmp_path / "o" / f"{stem}_forecast.gif")) > 0
+    return out
+
+
+def test_npy_uint8_and_float_and_rgb(checkpoint, tmp_path):
+    v = _moving()
+    np.save(str(tmp_path / "a.npy"), v)
+    assert _run(checkpoint, tmp_path / "a.npy", tmp_path) == 0
+    out = _check_outputs(tmp_path, "a", 6)
+    # input frames (resized 48 -> 64) come back first
+    assert out[:6].max() > 0
+    np.save(str(tmp_path / "b.npy"), (v / 255.0).astype(np.float32)[..., None])
+    assert _run(checkpoint, tmp_path / "b.npy", tmp_path) == 0
+    np.save(str(tmp_path / "c.npy"), np.repeat(v[..., None], 3, axis=-1))
+    assert _run(checkpoint, tmp_path / "c.npy", tmp_path) == 0
+    _check_outputs(tmp_path, "c", 6)
+
+
+def test_gif_and_mp4(checkpoint, tmp_path):
+    import cv2
+    import imageio.v2 as imageio
+
+    v = _moving(size=64)
+    imageio.mimsave(str(tmp_path / "clip.gif"), list(v), format="GIF", loop=0)
+    assert _run(checkpoint, tmp_path / "clip.gif", tmp_path) == 0
+    _check_outputs(tmp_path, "clip", 6)
+    w = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
+    for f in v:
+        w.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
+    w.release()
+    assert _run(checkpoint, tmp_path / "clip.mp4", tmp_path) == 0
+    _check_outputs(tmp_path, "clip", 6)
+
+
+def test_context_flag_keeps_last_frames(checkpoint, tmp_path):
+    np.save(str(tmp_path / "a.npy"), _moving())
+    assert _run(checkpoint, tmp_path / "a.npy", tmp_path, "--context", "4") == 0
+    _check_outputs(tmp_path, "a", 4)
+
+
+@pytest.mark.parametrize("make,msg", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.write_bytes(b"garbage" * 10), "not a readable"),
+    (lambda p: np.save(str(p), np.zeros((1, 64, 64), np.uint8)), "need at least 2"),
+    (lambda p: np.save(str(p), np.zeros((5, 64), np.uint8)), "must be"),
+    (lambda p: np.save(str(p), np.full((3, 8, 8), np.nan, np.float32)), "NaN"),
+    (lambda p: np.save(str(p), np.full((3, 8, 8), 3.0, np.float32)), r"\[0, 1\]"),
+], ids=["missing", "corrupt", "one-frame", "2d", "nan", "range"])
+def test_bad_npy_inputs(checkpoint, tmp_path, capsys, make, msg):
+    p = tmp_path / "x.npy"
+    make(p)
+    assert _run(checkpoint, p, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and len(err.strip().splitlines()) == 1
+    import re
+
+    assert re.search(msg, err), err
+    assert not (tmp_path / "o").exists()
+
+
+def test_bad_video_and_type(checkpoint, tmp_path, capsys):
+    (tmp_path / "v.mp4").write_bytes(b"\x00" * 100)
+    assert _run(checkpoint, tmp_path / "v.mp4", tmp_path) == 2
+    assert "no frames" in capsys.readouterr().err
+    (tmp_path / "v.txt").write_text("hi")
+    assert _run(checkpoint, tmp_path / "v.txt", tmp_path) == 2
+    assert "unsupported" in capsys.readouterr().err

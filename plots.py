@@ -136,3 +136,27 @@ def per_step_curves(steps, curves: dict, path, title: str, ylabel_by_metric: dic
     fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def main(argv=None) -> int:
+    """`python plots.py RUN_DIR`: redraw a run's loss and training curves from its log.csv."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python plots.py RUN_DIR", file=sys.stderr)
+        return 2
+    log_path = os.path.join(argv[0], "log.csv")
+    try:
+        log = read_log(log_path)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"error: cannot read {log_path} ({e})", file=sys.stderr)
+        return 2
+    for p in (loss_curve(log, os.path.join(argv[0], "loss_curve.png")),
+              training_curves(log, os.path.join(argv[0], "training_curves.png"))):
+        print("wrote", p)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

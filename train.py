@@ -146,12 +146,25 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None):
             os.replace(self.best_path + ".tmp", self.best_path)
 
     class TimeBudget(keras.callbacks.Callback):
+        """Adds `elapsed_min` (training wall time, summed over resumed runs) to the
+        logs and stops after the first epoch that ends past `minutes` of this process."""
+
         def __init__(self, minutes):
             super().__init__()
             self.minutes, self.start, self.hit = minutes, time.time(), False
+            self.before = 0.0
+            log = os.path.join(out, "log.csv")
+            if os.path.exists(log) and os.path.getsize(log):
+                import plots
+
+                prev = plots.read_log(log).get("elapsed_min")
+                self.before = float(prev[-1]) if prev is not None and len(prev) else 0.0
 
         def on_epoch_end(self, epoch, logs=None):
-            if self.minutes is not None and (time.time() - self.start) / 60 > self.minutes:
+            minutes = (time.time() - self.start) / 60
+            if logs is not None:
+                logs["elapsed_min"] = self.before + minutes
+            if self.minutes is not None and minutes > self.minutes:
                 self.hit = True
                 self.model.stop_training = True
 
@@ -159,12 +172,12 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None):
     cbs = [
         keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
+        budget,
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                           patience=max(1, tr.patience // 2), min_lr=1e-5),
         BestCheckpoint(),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=tr.patience),
         keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True),
-        budget,
     ]
     return cbs, budget
 

@@ -1,0 +1,61 @@
+"""Helpers shared by the benchmark scripts: import path, timing, memory, FLOPs."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+class PeakRSS:
+    """Samples RSS every 20 ms inside a `with` block; `.peak` is the highest seen (MB)."""
+
+    def __enter__(self):
+        self.peak, self._stop = rss_mb(), threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_mb())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.peak = max(self.peak, rss_mb())
+
+
+def convlstm_stack_flops(frame: int, channels: int, filters, kernels, head_kernel, patch: int = 1) -> float:
+    """Forward FLOPs (2 x multiply-adds) per frame of the predictor, from layer shapes.
+
+    ConvLSTM: 4 gates x (input conv + recurrent conv) on an (frame/patch)^2 grid.
+    Head: Conv3D with prod(head_kernel) taps.
+    """
+    s = frame // patch
+    cin = channels * patch * patch
+    total = 0.0
+    for f, k in zip(filters, kernels):
+        total += 2.0 * s * s * k * k * (cin + f) * 4 * f
+        cin = f
+    kt, kh, kw = head_kernel
+    total += 2.0 * s * s * kt * kh * kw * cin * channels * patch * patch
+    return total
+
+
+def timed(fn, *args) -> float:
+    t = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t

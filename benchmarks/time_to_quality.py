@@ -1,0 +1,76 @@
+"""Time to quality: train a preset from scratch for a wall-clock budget and log
+validation PSNR/SSIM (validation digits 8000-8499) against elapsed minutes.
+
+    python benchmarks/time_to_quality.py --preset cpu --minutes 30 --mnist ../shared/data/mnist
+
+Writes OUT/time_to_quality.csv and .png, and prints JSON with the first elapsed
+minute at which validation SSIM reached --target-ssim (null if never).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+
+import common  # noqa: F401
+
+
+def summarise(log: dict, target: float) -> dict:
+    """First (elapsed_min, epoch) with val_ssim >= target, and the best values seen."""
+    hit = [i for i, s in enumerate(log["val_ssim"]) if s >= target]
+    first = hit[0] if hit else None
+    return {"target_ssim": target,
+            "minutes_to_target": float(log["elapsed_min"][first]) if first is not None else None,
+            "epoch_at_target": int(log["epoch"][first]) + 1 if first is not None else None,
+            "best_val_ssim": float(max(log["val_ssim"])), "best_val_psnr": float(max(log["val_psnr"])),
+            "minutes_trained": float(log["elapsed_min"][-1]), "epochs": len(log["epoch"])}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="cpu")
+    p.add_argument("--minutes", type=float, default=30.0)
+    p.add_argument("--steps-per-epoch", type=int, default=25, help="short epochs give a finer curve")
+    p.add_argument("--target-ssim", type=float, default=0.90)
+    p.add_argument("--mnist", default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=os.path.join("runs", "time_to_quality"))
+    args = p.parse_args(argv)
+    import dataclasses
+
+    import plots
+    import train
+    from config import preset_config
+
+    cfg = preset_config(args.preset)
+    cfg.train = dataclasses.replace(cfg.train, steps_per_epoch=args.steps_per_epoch, epochs=100000,
+                                    seed=args.seed, patience=100000)
+    train.train(cfg, args.out, mnist=args.mnist, overwrite=True, time_budget_min=args.minutes, verbose=0)
+    log = plots.read_log(os.path.join(args.out, "log.csv"))
+    with open(os.path.join(args.out, "time_to_quality.csv"), "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["elapsed_min", "epoch", "sequences", "val_psnr", "val_ssim"])
+        for i in range(len(log["epoch"])):
+            w.writerow([f"{log['elapsed_min'][i]:.3f}", int(log["epoch"][i]) + 1,
+                        (int(log["epoch"][i]) + 1) * cfg.train.steps_per_epoch * cfg.train.batch_size,
+                        f"{log['val_psnr'][i]:.4f}", f"{log['val_ssim'][i]:.4f}"])
+    plt = plots._plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, label in ((axes[0], "val_psnr", "validation PSNR (dB)"), (axes[1], "val_ssim", "validation SSIM")):
+        ax.plot(log["elapsed_min"], log[key], marker="o", ms=3)
+        ax.set(xlabel="training wall time (min)", ylabel=label, title=label)
+        ax.grid(alpha=0.3)
+    axes[1].axhline(args.target_ssim, color="k", ls="--", lw=0.8, label=f"target {args.target_ssim}")
+    axes[1].legend()
+    fig.suptitle(f"Time to quality: preset '{args.preset}' from scratch")
+    plots._save(fig, os.path.join(args.out, "time_to_quality.png"))
+    res = {"preset": args.preset, **summarise(log, args.target_ssim)}
+    with open(os.path.join(args.out, "time_to_quality.json"), "w") as f:
+        json.dump(res, f, indent=2)
+    print(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""The benchmark scripts' logic on tiny inputs (their targets are met in the scripts, not here)."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+
+import common  # noqa: E402
+import time_to_quality  # noqa: E402
+
+
+def test_flop_count_by_hand():
+    # one ConvLSTM layer, 1 filter, 1x1 kernel, 1-channel 2x2 frame: 4 px x 4 gates x (1 + 1) MACs x 2
+    assert common.convlstm_stack_flops(2, 1, (1,), (1,), (1, 1, 1)) == 2 * 4 * 4 * 2 + 2 * 4 * 1
+    ref = common.convlstm_stack_flops(64, 1, (64, 64, 64), (5, 3, 1), (3, 3, 3))
+    assert ref == pytest.approx(6.1e9, rel=0.02)
+    # 4x4 patches: 16x fewer positions, 16 input channels
+    cpu = common.convlstm_stack_flops(64, 1, (64, 64, 64), (5, 3, 1), (3, 3, 3), patch=4)
+    assert 10 < ref / cpu < 20
+
+
+def test_peak_rss_sees_an_allocation():
+    with common.PeakRSS() as m:
+        a = np.ones(50 * 2**20 // 8)
+        import time
+
+        time.sleep(0.1)
+    assert m.peak >= common.rss_mb() - 1 and a.sum() > 0
+
+
+def test_time_to_quality_summary():
+    log = {"epoch": np.array([0, 1, 2]), "elapsed_min": np.array([1.0, 2.0, 3.0]),
+           "val_ssim": np.array([0.5, 0.91, 0.95]), "val_psnr": np.array([15.0, 20.0, 22.0])}
+    s = time_to_quality.summarise(log, 0.90)
+    assert s["minutes_to_target"] == 2.0 and s["epoch_at_target"] == 2 and s["best_val_ssim"] == 0.95
+    assert time_to_quality.summarise(log, 0.99)["minutes_to_target"] is None
+
+
+def test_train_throughput_quick_runs(capsys):
+    import json
+
+    import train_throughput
+
+    assert train_throughput.matmul_gflops("float32", n=64, reps=1) > 0
+    m = train_throughput.stock_reference()
+    assert [l.kernel_size for l in m.layers if "conv_lstm" in l.name] == [(5, 5), (3, 3), (1, 1)]

@@ -183,11 +183,11 @@ def predict_frames(net, frames) -> np.ndarray:
     return np.asarray(inference_fn(net)(np.asarray(frames, np.float32)), np.float32)
 
 
-def rollout(net, context, horizon: int) -> np.ndarray:
-    """Autoregressive forecast: context (N, C, H, W, 1) -> (N, horizon, H, W, 1).
+def rollout_naive(net, context, horizon: int) -> np.ndarray:
+    """Autoregressive forecast by re-running the whole sequence each step (O(T^2)).
 
-    Each step runs the causal network over all frames so far and appends its
-    last output; only frames <= t ever reach the forecast of t + 1.
+    Works for any causal predictor; `rollout` is the O(T) version for this
+    project's networks and is tested against this one.
     """
     seq = np.asarray(context, np.float32)
     preds = []
@@ -196,3 +196,88 @@ def rollout(net, context, horizon: int) -> np.ndarray:
         preds.append(nxt)
         seq = np.concatenate([seq, nxt], axis=1)
     return np.concatenate(preds, axis=1)
+
+
+def _stepper(net):
+    """A compiled function that runs `net` one frame at a time with explicit
+    ConvLSTM states and a buffer of the head's last `kernel_t` inputs:
+    (context (N, C, H, W, ch), horizon) -> forecasts (N, horizon, H, W, ch)."""
+    fn = getattr(net, "_rollout_fn", None)
+    if fn is not None:
+        return fn
+    import tensorflow as tf
+
+    blocks, i = [], 0
+    while True:
+        try:
+            blocks.append((net.get_layer(f"block{i}_convlstm"), net.get_layer(f"block{i}_bn"),
+                           net.get_layer(f"block{i}_relu")))
+        except ValueError:
+            break
+        i += 1
+    head = net.get_layer("head")
+    names = {l.name for l in net.layers}
+    s2d = net.get_layer("space_to_depth") if "space_to_depth" in names else None
+    d2s = net.get_layer("depth_to_space") if "depth_to_space" in names else None
+    kt = head.kernel_size[0]
+
+    def step(frame, states, buf):
+        """frame (N, H, W, ch) -> (forecast (N, H, W, ch), new states, new buffer)."""
+        x = frame[:, None]
+        if s2d is not None:
+            x = s2d(x)
+        x = x[:, 0]
+        new_states = []
+        for (lstm, bn, relu), (h, c) in zip(blocks, states):
+            h, (h, c) = lstm.cell(x, [h, c], training=False)
+            new_states.append((h, c))
+            x = relu(bn(h[:, None], training=False))[:, 0]  # BN was built for 5-D input
+        buf = tf.concat([buf[:, 1:], tf.cast(x, buf.dtype)[:, None]], axis=1)
+        y = head(buf)[:, -1:]
+        if d2s is not None:
+            y = d2s(y)
+        return tf.cast(y[:, 0], tf.float32), new_states, buf
+
+    @tf.function(reduce_retracing=True)
+    def run(context, horizon):
+        n = tf.shape(context)[0]
+        x0 = context[:, :1]
+        if s2d is not None:
+            x0 = s2d(x0)
+        gh, gw = x0.shape[2], x0.shape[3]
+        states = []
+        for lstm, _, _ in blocks:
+            z = tf.zeros(tf.stack([n, gh, gw, lstm.filters]), lstm.compute_dtype)
+            states.append((z, z))
+        buf = tf.zeros(tf.stack([n, kt, gh, gw, blocks[-1][0].filters]), blocks[-1][2].compute_dtype)
+        y, states, buf = step(context[:, 0], states, buf)
+        for t in tf.range(1, tf.shape(context)[1]):
+            y, states, buf = step(context[:, t], states, buf)
+        out = tf.TensorArray(tf.float32, size=horizon)
+        for k in tf.range(horizon):
+            out = out.write(k, y)
+            if k + 1 < horizon:
+                y, states, buf = step(y, states, buf)
+        return tf.transpose(out.stack(), (1, 0, 2, 3, 4))
+
+    net._rollout_fn = run
+    return run
+
+
+def rollout(net, context, horizon: int) -> np.ndarray:
+    """Autoregressive forecast: context (N, C, H, W, ch) -> (N, horizon, H, W, ch).
+
+    The network runs one frame at a time (its ConvLSTM states carried over),
+    so a rollout costs C + horizon frames, not the O(T^2) of re-running the
+    sequence; each forecast is fed back as the next input. Only frames <= t
+    ever reach the forecast of t + 1. Networks not built by `build_model` fall
+    back to `rollout_naive`.
+    """
+    context = np.asarray(context, np.float32)
+    if horizon < 1:
+        raise ValueError("horizon must be >= 1")
+    try:
+        run = _stepper(net)
+    except ValueError:
+        return rollout_naive(net, context, horizon)
+    return np.asarray(run(context, horizon), np.float32)

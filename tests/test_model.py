@@ -112,3 +112,24 @@ def test_keras_round_trip(tmp_path, cfg):
     m2 = keras.saving.load_model(path, safe_mode=True)  # no custom_objects
     np.testing.assert_array_equal(np.asarray(m(x)), np.asarray(m2(x)))
     assert m2.get_layer("head").causal == cfg.causal
+
+
+@pytest.mark.parametrize("cfg", [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16",
+                                                           frame_size=16)], ids=["fp32", "patch4-bf16"])
+def test_stepwise_rollout_equals_rerunning_the_sequence(cfg):
+    from model import rollout, rollout_naive
+
+    net = build_model(cfg)
+    for layer in net.layers:  # non-trivial BatchNorm statistics
+        if layer.name.endswith("_bn"):
+            g, b, mm, mv = layer.get_weights()
+            layer.set_weights([g * 1.3, b + 0.1, mm + 0.05, mv * 0.5])
+    ctx = np.random.default_rng(0).random((3, 5, cfg.frame_size, cfg.frame_size, 1)).astype("float32")
+    fast = rollout(net, ctx, 4)
+    assert getattr(net, "_rollout_fn", None) is not None  # the O(T) path ran
+    slow = rollout_naive(net, ctx, 4)
+    assert fast.shape == (3, 4, cfg.frame_size, cfg.frame_size, 1)
+    tol = 1e-6 if cfg.precision == "float32" else 1e-3  # bf16: another graph rounds differently
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=tol)
+    # first forecast = the network's own next-frame output after the context
+    np.testing.assert_allclose(fast[:, 0], np.asarray(net(ctx, training=False))[:, -1], rtol=0, atol=tol)

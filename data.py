@@ -266,18 +266,31 @@ def shift_for_next_frame(videos):
 
 
 def train_dataset(digits: np.ndarray, batch_size: int, seq_len: int = 20,
-                  num_digits: int = 2, seed: int = 0):
-    """An endless tf.data stream of fresh generated batches, shifted for next-frame training."""
+                  num_digits: int = 2, seed: int = 0, worker: int = 0):
+    """An endless tf.data stream of fresh generated batches, shifted for next-frame training.
+
+    Each worker of a multi-worker run passes its index: its stream is seeded
+    apart from the others', so workers never train on the same sequences
+    (tf.data auto-sharding is turned off: the data is generated, not read).
+    """
     import tensorflow as tf
 
     def batches():
-        rng = np.random.default_rng([seed, 1])
+        rng = np.random.default_rng([seed, 1, worker])
         while True:
             yield generate_moving_mnist(digits, batch_size, seq_len, num_digits=num_digits, seed=rng)
 
     spec = tf.TensorSpec((batch_size, seq_len, 64, 64), tf.uint8)
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)
-    return ds.map(shift_for_next_frame).prefetch(tf.data.AUTOTUNE)
+    return _no_autoshard(ds.map(shift_for_next_frame).prefetch(tf.data.AUTOTUNE))
+
+
+def _no_autoshard(ds):
+    import tensorflow as tf
+
+    opts = tf.data.Options()
+    opts.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return ds.with_options(opts)
 
 
 def fixed_dataset(videos: np.ndarray, batch_size: int):
@@ -285,7 +298,7 @@ def fixed_dataset(videos: np.ndarray, batch_size: int):
     import tensorflow as tf
 
     ds = tf.data.Dataset.from_tensor_slices(videos).batch(batch_size)
-    return ds.map(shift_for_next_frame).prefetch(tf.data.AUTOTUNE)
+    return _no_autoshard(ds.map(shift_for_next_frame).prefetch(tf.data.AUTOTUNE))
 
 
 def validation_videos(digits: np.ndarray, num_sequences: int, seq_len: int = 20,

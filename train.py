@@ -59,6 +59,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "only for reproducing published numbers")
     p.add_argument("--init", default=None,
                    help="start from the weights of this model.keras (same architecture), e.g. to fine-tune")
+    p.add_argument("--strategy", default="auto", choices=["auto", "none", "mirrored", "multiworker"],
+                   help="tf.distribute: mirrored = all local GPUs (or logical CPUs); multiworker = "
+                        "MultiWorkerMirroredStrategy configured by TF_CONFIG; auto = multiworker if "
+                        "TF_CONFIG is set, mirrored if several GPUs, else none")
     p.add_argument("--time-budget-min", type=float, default=None,
                    help="stop after the first epoch that ends past this many minutes (resumable)")
     p.add_argument("--verbose", type=int, default=None, help="Keras fit verbosity (default: 1 on a TTY, else 2)")
@@ -182,6 +186,38 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None):
     return cbs, budget
 
 
+def make_strategy(name: str):
+    """The tf.distribute strategy for --strategy. --batch-size is per replica; the
+    global batch is batch_size x replicas (scale --lr with it if you change it)."""
+    import tensorflow as tf
+
+    if name == "auto":
+        if os.environ.get("TF_CONFIG"):
+            name = "multiworker"
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            name = "mirrored"
+        else:
+            name = "none"
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    if not os.environ.get("TF_CONFIG"):
+        raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment")
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+def worker_info(strategy) -> tuple[int, bool]:
+    """(worker index, is chief) of this process in a multi-worker run."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return 0, True
+    index = resolver.task_id or 0
+    return index, resolver.task_type == "chief" or (resolver.task_type == "worker" and index == 0)
+
+
 def prepare_out(out: str, overwrite: bool) -> bool:
     """Creates the run folder; True when resuming an interrupted run."""
     os.makedirs(out, exist_ok=True)
@@ -208,7 +244,7 @@ def write_curves(out: str):
 
 
 def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=None, verbose=None,
-          init=None):
+          init=None, strategy="none"):
     """Trains `cfg` into the run folder `out`; returns the Keras History."""
     import keras
     import numpy as np
@@ -231,37 +267,52 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
                                 perceptual_layer=tr.perceptual_layer)
     train_digits = data.load_mnist_digits(mnist, "train")
     val_digits = data.load_mnist_digits(mnist, "val")
+    strat = strategy if not isinstance(strategy, str) else make_strategy(strategy)
+    worker, chief = worker_info(strat)
+    if not chief:  # other workers write their (identical) files aside
+        out = os.path.join(out, f".worker{worker}")
     resuming = prepare_out(out, overwrite)
     cfg.save(os.path.join(out, "config.json"))
 
     keras.utils.set_random_seed(tr.seed)
-    net = build_model(cfg.model)
-    model = make_forecaster(net, tr.feedback_passes, tr.context_frames)
-    size, ch = cfg.model.frame_size, cfg.model.channels
-    model(np.zeros((1, 2, size, size, ch), np.float32))  # build (BackupAndRestore needs it)
-    if init and not resuming:
-        from evaluate import load_predictor
+    replicas = strat.num_replicas_in_sync
+    with strat.scope():
+        net = build_model(cfg.model)
+        model = make_forecaster(net, tr.feedback_passes, tr.context_frames)
+        size, ch = cfg.model.frame_size, cfg.model.channels
+        model(np.zeros((1, 2, size, size, ch), np.float32))  # build (BackupAndRestore needs it)
+        if init and not resuming:
+            from evaluate import load_predictor
 
-        src = load_predictor(init)
-        try:
-            net.set_weights(src.get_weights())
-        except ValueError as e:
-            raise UserError(f"--init {init}: not the same architecture as this config ({e})") from None
-    jit = {"auto": "auto", "true": True, "false": False}[str(tr.jit_compile).lower()]
-    model.compile(optimizer=keras.optimizers.Adam(tr.lr), loss=loss, jit_compile=jit,
-                  metrics=["mae", metrics.PSNR(), metrics.SSIM(),
-                           keras.metrics.BinaryAccuracy(threshold=0.5, name="pixel_acc")])
-    train_ds = data.train_dataset(train_digits, tr.batch_size, tr.seq_len, tr.num_digits, tr.seed)
+            src = load_predictor(init)
+            try:
+                net.set_weights(src.get_weights())
+            except ValueError as e:
+                raise UserError(f"--init {init}: not the same architecture as this config ({e})") from None
+        jit = {"auto": "auto", "true": True, "false": False}[str(tr.jit_compile).lower()]
+        model.compile(optimizer=keras.optimizers.Adam(tr.lr), loss=loss, jit_compile=jit,
+                      metrics=["mae", metrics.PSNR(), metrics.SSIM(),
+                               keras.metrics.BinaryAccuracy(threshold=0.5, name="pixel_acc")])
+    global_batch = tr.batch_size * replicas
+    train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed, worker)
     val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)
-    val_ds = data.fixed_dataset(val, tr.batch_size)
+    val_ds = data.fixed_dataset(val, global_batch)
+    if replicas > 1:
+        print(f"{type(strat).__name__}: {replicas} replicas, global batch {global_batch}", flush=True)
     callbacks, budget = make_callbacks(net, out, tr, time_budget_min)
     if resuming:
         print(f"resuming the interrupted run in {out}", flush=True)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     t0 = time.time()
-    history = model.fit(train_ds, epochs=tr.epochs, steps_per_epoch=tr.steps_per_epoch,
-                        validation_data=val_ds, callbacks=callbacks, verbose=verbose)
+    try:
+        history = model.fit(train_ds, epochs=tr.epochs, steps_per_epoch=tr.steps_per_epoch,
+                            validation_data=val_ds, callbacks=callbacks, verbose=verbose)
+    except ValueError as e:
+        if "PerReplica" in str(e) and "MultiWorker" in type(strat).__name__:
+            raise UserError("Keras 3's Model.fit does not run under MultiWorkerMirroredStrategy "
+                            "(keras-team/keras#20585); use --strategy mirrored on one machine") from None
+        raise
     elapsed = time.time() - t0
     if not budget.hit:  # finished (epochs done or early stop): nothing left to resume
         shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)
@@ -269,7 +320,7 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
         write_curves(out)
     if not os.path.exists(os.path.join(out, "model.keras")):
         raise UserError("training produced no checkpoint (validation loss never finite)")
-    seqs = len(history.epoch) * tr.steps_per_epoch * tr.batch_size
+    seqs = len(history.epoch) * tr.steps_per_epoch * global_batch
     print(f"trained {len(history.epoch)} epochs ({seqs} sequences) in {elapsed / 60:.1f} min; "
           f"best model: {os.path.join(out, 'model.keras')}"
           + (" (time budget reached: run again to resume)" if budget.hit else ""), flush=True)
@@ -282,7 +333,8 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         out = args.out or os.path.join("runs", args.preset)
         train(cfg, out, mnist=args.mnist, overwrite=args.overwrite,
-              time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init)
+              time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init,
+              strategy=args.strategy)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

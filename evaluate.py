@@ -39,6 +39,9 @@ def parse_args(argv=None):
                      help="MNIST source: generate a seeded test set from test digits 8500-8999")
     p.add_argument("--sequences", type=int, default=1000,
                    help="test sequences (generated set size, or the first N of --data; 0 = all of --data)")
+    p.add_argument("--split", default="test", choices=["test", "val"],
+                   help="digits for the generated set: test (8500-8999, the reported numbers) or val "
+                        "(8000-8499, for choosing between models)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated test set")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--context", type=int, default=10, help="true frames before the rollout")
@@ -72,9 +75,11 @@ def test_videos(args, seq_len: int = 20, num_digits: int = 2):
         n = len(view) if args.sequences in (0, None) else min(args.sequences, len(view))
         return view[:n], {"source": "official mnist_test_seq.npy", "path": os.path.abspath(args.data),
                           "sequences": n}
-    digits = data.load_mnist_digits(args.mnist, "test")
+    digits = data.load_mnist_digits(args.mnist, args.split)
     vids = data.generate_in_chunks(digits, args.sequences, seq_len, num_digits, seed=[args.seed, 3])
-    return vids, {"source": "generated Moving MNIST", "digits": "MNIST test split 8500-8999",
+    lo, hi = data.TEST_SPLIT_RANGES[args.split]
+    return vids, {"source": "generated Moving MNIST", "digits": f"MNIST test split {lo}-{hi - 1}",
+                  "split": args.split,
                   "sequences": args.sequences, "seq_len": seq_len, "num_digits": num_digits,
                   "seed": args.seed}
 

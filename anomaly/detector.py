@@ -1,0 +1,175 @@
+"""The anomaly detector: window scoring, threshold calibration, streaming API,
+save/load, ensembles.
+
+Score of a frame = mean squared reconstruction error of its normalised
+features (flow x, flow y, density) inside a window of `window` frames. The
+window is scored every `stride` frames; in streaming, frames in between get the
+latest score, and frames before the first full window get none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from anomaly.features import FeatureConfig, FeatureExtractor, Normalizer
+
+META = "detector.json"
+MODEL = "ae.keras"
+
+
+def window_starts(n_frames: int, window: int, stride: int) -> list[int]:
+    return list(range(0, n_frames - window + 1, stride))
+
+
+def windows(feats: np.ndarray, window: int, stride: int) -> np.ndarray:
+    """(T, S, S, C) -> (K, window, S, S, C) windows starting every `stride` frames."""
+    starts = window_starts(len(feats), window, stride)
+    if not starts:
+        return np.zeros((0, window, *feats.shape[1:]), feats.dtype)
+    return np.stack([feats[s:s + window] for s in starts])
+
+
+def percentile_threshold(errors, percentile: float) -> float:
+    """The `percentile` of held-out normal frame errors (NaNs ignored)."""
+    e = np.asarray(errors, np.float64)
+    e = e[np.isfinite(e)]
+    if e.size == 0:
+        raise ValueError("no scored frames to calibrate the threshold on (clips shorter than a window?)")
+    if not 0 < percentile < 100:
+        raise ValueError(f"percentile must be in (0, 100), got {percentile}")
+    return float(np.percentile(e, percentile))
+
+
+class Detector:
+    """One autoencoder, or several averaged (an ensemble), plus what scoring needs.
+
+    Args:
+        models: keras autoencoders.
+        meta: dict with feature config, normaliser, window, stride, threshold, ...
+            (one per model; their features and windows must agree).
+    """
+
+    def __init__(self, models, metas, detector=None):
+        self.models, self.metas = list(models), list(metas)
+        m0 = self.metas[0]
+        for m in self.metas[1:]:
+            if m["features"] != m0["features"] or m["window"] != m0["window"]:
+                raise ValueError("ensemble members must share features and window")
+        self.feature_cfg = FeatureConfig(**m0["features"])
+        self.normalizers = [Normalizer(**m["normalizer"]) for m in self.metas]
+        self.window = int(m0["window"])
+        self.stride = int(m0.get("stride", 1))
+        self.threshold = float(np.mean([m["threshold"] for m in self.metas]))
+        self._detector = detector
+        self._fns = []
+        self.reset()
+
+    # ------------------------------------------------------------ persistence
+    @classmethod
+    def load(cls, paths, detector=None) -> "Detector":
+        """A saved detector folder, or a list of folders (an ensemble)."""
+        import keras
+
+        import model  # noqa: F401  (registers the shared layers)
+
+        paths = [paths] if isinstance(paths, str) else list(paths)
+        models, metas = [], []
+        for p in paths:
+            mp, jp = os.path.join(p, MODEL), os.path.join(p, META)
+            if not (os.path.isfile(mp) and os.path.isfile(jp)):
+                raise ValueError(f"{p}: not a detector folder (needs {MODEL} and {META}; "
+                                 "train one with python -m anomaly.train)")
+            with open(jp) as f:
+                metas.append(json.load(f))
+            models.append(keras.saving.load_model(mp, compile=False, safe_mode=True))
+        return cls(models, metas, detector)
+
+    @staticmethod
+    def save(folder: str, ae, meta: dict) -> None:
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".ae.tmp{os.getpid()}.keras")
+        ae.save(tmp)
+        os.replace(tmp, os.path.join(folder, MODEL))
+        tmpj = os.path.join(folder, META + ".tmp")
+        with open(tmpj, "w") as f:
+            json.dump(meta, f, indent=2)
+        os.replace(tmpj, os.path.join(folder, META))
+
+    # --------------------------------------------------------------- scoring
+    def _predict(self, i, x):
+        if len(self._fns) <= i:
+            import tensorflow as tf
+
+            m = self.models[i]
+            self._fns.append(tf.function(lambda v: m(v, training=False), reduce_retracing=True))
+        return np.asarray(self._fns[i](x), np.float32)
+
+    def window_errors(self, raw_windows: np.ndarray, batch: int = 16) -> np.ndarray:
+        """(K, W, S, S, 3) raw features -> (K, W) per-frame errors, ensemble mean."""
+        out = np.zeros(raw_windows.shape[:2], np.float64)
+        for i, norm in enumerate(self.normalizers):
+            x = norm(raw_windows)
+            for j in range(0, len(x), batch):
+                r = self._predict(i, x[j:j + batch])
+                out[j:j + batch] += np.mean((r - x[j:j + batch]) ** 2, axis=(2, 3, 4))
+        return out / len(self.normalizers)
+
+    def score_features(self, raw: np.ndarray) -> np.ndarray:
+        """Frame scores of a whole clip's raw features (T, S, S, 3), exactly as the
+        stream would give them; NaN before the first full window."""
+        t = len(raw)
+        scores = np.full(t, np.nan)
+        starts = window_starts(t, self.window, self.stride)
+        if not starts:
+            return scores
+        errs = self.window_errors(windows(raw, self.window, self.stride))
+        for k, s in enumerate(starts):
+            end = s + self.window - 1
+            nxt = starts[k + 1] + self.window - 1 if k + 1 < len(starts) else t
+            scores[end:nxt] = errs[k, -1]
+        return scores
+
+    def score_frames(self, frames) -> np.ndarray:
+        """Frame scores of a whole clip of frames (see `score_features`)."""
+        return self.score_features(self.features(frames))
+
+    def features(self, frames) -> np.ndarray:
+        """Raw features of a clip with a fresh extractor: (T, S, S, 3)."""
+        ex = FeatureExtractor(self.feature_cfg, self._detector)
+        return np.stack([ex(f) for f in frames])
+
+    # -------------------------------------------------------------- streaming
+    def reset(self):
+        """Starts a new stream."""
+        self._extractor = None
+        self._buf = []
+        self._count = 0
+        self._last = None
+
+    def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
+        """Precomputed features of the next frame: flow (S, S, 2), heatmap (S, S).
+        Returns None until a window is full, then (is_anomaly, error)."""
+        f = np.concatenate([np.asarray(flow, np.float32), np.asarray(heatmap, np.float32)[..., None]], axis=-1)
+        s = self.feature_cfg.image_size
+        if f.shape != (s, s, 3):
+            raise ValueError(f"flow must be ({s}, {s}, 2) and heatmap ({s}, {s}); got {f.shape}")
+        self._buf.append(f)
+        if len(self._buf) > self.window:
+            self._buf.pop(0)
+        self._count += 1
+        if self._count < self.window:
+            return None
+        if self._last is None or (self._count - self.window) % self.stride == 0:
+            self._last = float(self.window_errors(np.stack(self._buf)[None])[0, -1])
+        return self._last > self.threshold, self._last
+
+    def add_frame(self, frame: np.ndarray):
+        """The next video frame (H, W, 3) uint8 RGB or (H, W) gray. Returns None
+        until a window is full, then (is_anomaly, error)."""
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(self.feature_cfg, self._detector)
+        f = self._extractor(frame)
+        return self.add_features(f[..., :2], f[..., 2])

@@ -1,0 +1,176 @@
+"""Per-frame motion features: optical flow x, y and a person-density heatmap.
+
+A `FeatureExtractor` is stateful (previous frame, background model): one per
+video stream. Features are (S, S, 3) float32: flow x and flow y in pixels per
+frame at the working size S, and density in [0, 1]. `Normalizer` scales them
+with statistics fitted on the training clips.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class FeatureConfig:
+    """image_size: working size S; flow: "farneback" or "dis"; density: "mog2"
+    (background subtraction) or "keypoints" (a detector adapter); blur: Gaussian
+    sigma of the density heatmap in pixels at size S."""
+
+    image_size: int = 64
+    flow: str = "farneback"
+    density: str = "mog2"
+    blur: float = 2.0
+    mog2_history: int = 100
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def _gray(frame: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    f = np.asarray(frame)
+    if f.ndim == 3 and f.shape[-1] == 3:
+        f = cv2.cvtColor(f, cv2.COLOR_RGB2GRAY)
+    elif f.ndim == 3 and f.shape[-1] == 1:
+        f = f[..., 0]
+    elif f.ndim != 2:
+        raise ValueError(f"a frame must be (H, W) or (H, W, 3), got shape {f.shape}")
+    if f.dtype != np.uint8:
+        f = np.clip(np.rint(np.asarray(f, np.float32) * (255.0 if f.max() <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
+    if f.shape != (size, size):
+        f = cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA)
+    return f
+
+
+class Mog2Density:
+    """Foreground density from MOG2 background subtraction, blurred: moving people
+    light up whatever their number or size; no model weights needed."""
+
+    def __init__(self, cfg: FeatureConfig):
+        import cv2
+
+        self.cfg = cfg
+        self.bg = cv2.createBackgroundSubtractorMOG2(history=cfg.mog2_history, detectShadows=False)
+
+    def __call__(self, gray: np.ndarray) -> np.ndarray:
+        import cv2
+
+        fg = (self.bg.apply(gray) > 0).astype(np.float32)
+        return cv2.GaussianBlur(fg, (0, 0), self.cfg.blur)
+
+
+class KeypointDensity:
+    """Adapter: a person/pose detector's keypoints or boxes -> a density heatmap.
+
+    Args:
+        detector: callable(frame uint8 RGB (H, W, 3)) -> array (K, 2) of (x, y)
+            keypoints, or (B, 4) boxes (x1, y1, x2, y2), in the frame's pixels.
+        cfg: the feature config (heatmap size and blur).
+    """
+
+    def __init__(self, detector, cfg: FeatureConfig):
+        self.detector, self.cfg = detector, cfg
+
+    def heatmap(self, points: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
+        import cv2
+
+        s = self.cfg.image_size
+        out = np.zeros((s, s), np.float32)
+        pts = np.asarray(points, np.float32).reshape(-1, np.asarray(points).shape[-1] if len(points) else 2)
+        if len(pts) == 0:
+            return out
+        if pts.shape[1] == 4:  # boxes -> centres
+            pts = np.stack([(pts[:, 0] + pts[:, 2]) / 2, (pts[:, 1] + pts[:, 3]) / 2], axis=1)
+        h, w = frame_hw
+        cols = np.clip((pts[:, 0] * s / w).astype(int), 0, s - 1)
+        rows = np.clip((pts[:, 1] * s / h).astype(int), 0, s - 1)
+        np.add.at(out, (rows, cols), 1.0)
+        out = cv2.GaussianBlur(out, (0, 0), self.cfg.blur)
+        return out * (2 * np.pi * self.cfg.blur**2)  # one isolated point peaks at ~1
+
+    def __call__(self, gray: np.ndarray, frame: np.ndarray) -> np.ndarray:
+        return self.heatmap(self.detector(frame), frame.shape[:2])
+
+
+class YoloPoseDetector:
+    """Keypoints from Ultralytics YOLO-pose, when the user has installed it and has
+    its weights (never a dependency of this project)."""
+
+    def __init__(self, weights: str = "yolov8n-pose.pt", conf: float = 0.25):
+        try:
+            from ultralytics import YOLO
+        except ImportError:
+            raise ImportError("the keypoints density needs `pip install ultralytics` and YOLO-pose weights; "
+                              "or use --density mog2") from None
+        self.model, self.conf = YOLO(weights), conf
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        res = self.model(frame, conf=self.conf, verbose=False)[0]
+        if res.keypoints is None:
+            return np.zeros((0, 2), np.float32)
+        return res.keypoints.xy.cpu().numpy().reshape(-1, 2)
+
+
+class FeatureExtractor:
+    """Stateful per-stream features: call on each frame in order."""
+
+    def __init__(self, cfg: FeatureConfig | None = None, detector=None):
+        import cv2
+
+        self.cfg = cfg or FeatureConfig()
+        if self.cfg.flow not in ("farneback", "dis"):
+            raise ValueError(f"flow must be farneback or dis, got {self.cfg.flow!r}")
+        if self.cfg.density == "mog2":
+            self.density = Mog2Density(self.cfg)
+        elif self.cfg.density == "keypoints":
+            self.density = KeypointDensity(detector or YoloPoseDetector(), self.cfg)
+        else:
+            raise ValueError(f"density must be mog2 or keypoints, got {self.cfg.density!r}")
+        self.dis = (cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+                    if self.cfg.flow == "dis" else None)
+        self.prev = None
+
+    def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Dense flow from gray a to gray b: (S, S, 2) (x right, y down), pixels/frame."""
+        import cv2
+
+        if self.dis is not None:
+            return self.dis.calc(a, b, None)
+        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        s = self.cfg.image_size
+        gray = _gray(frame, s)
+        fl = np.zeros((s, s, 2), np.float32) if self.prev is None else self.flow(self.prev, gray)
+        self.prev = gray
+        if isinstance(self.density, KeypointDensity):
+            dens = self.density(gray, np.asarray(frame))
+        else:
+            dens = self.density(gray)
+        return np.concatenate([fl, dens[..., None]], axis=-1).astype(np.float32)
+
+
+def clip_features(frames, cfg: FeatureConfig | None = None, detector=None) -> np.ndarray:
+    """(T, H, W[, 3]) frames -> (T, S, S, 3) raw features (a fresh extractor)."""
+    ex = FeatureExtractor(cfg, detector)
+    return np.stack([ex(f) for f in frames])
+
+
+@dataclass
+class Normalizer:
+    """Per-channel (x - mean) / std, fitted on training features."""
+
+    mean: list
+    std: list
+
+    @classmethod
+    def fit(cls, feats: list) -> "Normalizer":
+        allf = np.concatenate([f.reshape(-1, f.shape[-1]) for f in feats]).astype(np.float64)
+        return cls(allf.mean(axis=0).tolist(), np.maximum(allf.std(axis=0), 1e-6).tolist())
+
+    def __call__(self, f: np.ndarray) -> np.ndarray:
+        return ((f - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)).astype(np.float32)

@@ -1,0 +1,155 @@
+"""Train the anomaly detector on normal clips only.
+
+    python -m anomaly.train --videos "data/crowd/train/*.mp4" --out runs/anomaly
+
+Clips are split by clip into training and validation (--val-fraction; a
+single clip is split in time). The autoencoder learns to reconstruct windows
+of normal features (MSE, Adam, ReduceLROnPlateau, early stopping on the
+validation windows). The threshold is the --percentile of frame errors on the
+held-out validation clips, never on training windows. OUT gets ae.keras and
+detector.json (features, normaliser, window, stride, threshold, losses, epoch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from config import UserError  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--videos", required=True, help='glob of normal clips, e.g. "data/crowd/train/*.mp4"')
+    p.add_argument("--out", default=os.path.join("runs", "anomaly"))
+    p.add_argument("--preset", default="light", choices=["light", "strong"])
+    p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--sequence-length", type=int, default=16, help="frames per window")
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--stride", type=int, default=4, help="window stride (training windows and scoring)")
+    p.add_argument("--percentile", type=float, default=95.0,
+                   help="threshold percentile of held-out normal errors (90 stricter, 98 looser)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--flow", default="farneback", choices=["farneback", "dis"])
+    p.add_argument("--augment", type=int, default=0,
+                   help="augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
+    p.add_argument("--patience", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
+    p.add_argument("--verbose", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def augment_clip(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random variant of a clip: crop (80-100%), horizontal flip, brightness /
+    contrast, temporal speed x0.5 (repeat frames) or x2 (drop frames)."""
+    import cv2
+
+    t, h, w = frames.shape[:3]
+    scale = rng.uniform(0.8, 1.0)
+    ch, cw = int(h * scale), int(w * scale)
+    y0, x0 = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    out = frames[:, y0:y0 + ch, x0:x0 + cw]
+    out = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in out])
+    if rng.random() < 0.5:
+        out = out[:, :, ::-1]
+    gain, bias = rng.uniform(0.8, 1.2), rng.uniform(-20, 20)
+    out = np.clip(out.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+    speed = rng.choice([0.5, 1.0, 2.0])
+    if speed == 2.0:
+        out = out[::2]
+    elif speed == 0.5:
+        out = np.repeat(out, 2, axis=0)[:t]
+    return np.ascontiguousarray(out)
+
+
+def split_clips(clips: list, val_fraction: float):
+    """(train clips, validation clips): by clip, or in time for a single clip."""
+    if len(clips) == 1:
+        c = clips[0]
+        cut = int(len(c) * (1 - val_fraction))
+        return [c[:cut]], [c[cut:]]
+    n_val = max(1, int(round(len(clips) * val_fraction)))
+    return clips[:-n_val], clips[-n_val:]
+
+
+def train(args) -> dict:
+    import keras
+
+    from anomaly.detector import Detector, percentile_threshold, windows
+    from anomaly.features import FeatureConfig, Normalizer, clip_features
+    from anomaly.model import AE_PRESETS, build_autoencoder
+    from anomaly.video import expand_videos, read_video
+
+    if args.sequence_length < 2 or args.stride < 1 or args.epochs < 1 or args.batch_size < 1:
+        raise UserError("--sequence-length must be >= 2 and --stride, --epochs, --batch-size >= 1")
+    if not 0 < args.percentile < 100 or not 0 < args.val_fraction < 1:
+        raise UserError("--percentile must be in (0, 100) and --val-fraction in (0, 1)")
+    paths = expand_videos(args.videos)
+    clips = [read_video(p, args.max_frames) for p in paths]
+    tr_clips, va_clips = split_clips(clips, args.val_fraction)
+    rng = np.random.default_rng(args.seed)
+    tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(args.augment)]
+    fcfg = FeatureConfig(image_size=args.image_size, flow=args.flow)
+    t0 = time.time()
+    tr_feats = [clip_features(c, fcfg) for c in tr_clips]
+    va_feats = [clip_features(c, fcfg) for c in va_clips]
+    feat_s = time.time() - t0
+    norm = Normalizer.fit(tr_feats)
+    w = args.sequence_length
+    xtr = np.concatenate([norm(windows(f, w, args.stride)) for f in tr_feats])
+    xva = np.concatenate([norm(windows(f, w, args.stride)) for f in va_feats])
+    if len(xtr) == 0 or len(xva) == 0:
+        raise UserError(f"clips too short for windows of {w} frames (training windows {len(xtr)}, "
+                        f"validation windows {len(xva)})")
+    import dataclasses
+
+    cfg = dataclasses.replace(AE_PRESETS[args.preset], window=w, image_size=args.image_size)
+    keras.utils.set_random_seed(args.seed)
+    ae = build_autoencoder(cfg)
+    ae.compile(optimizer=keras.optimizers.Adam(args.lr), loss="mse")
+    cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, args.patience // 2), factor=0.5),
+           keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
+           keras.callbacks.TerminateOnNaN()]
+    t0 = time.time()
+    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=args.epochs, batch_size=args.batch_size,
+                  callbacks=cbs, verbose=args.verbose, shuffle=True)
+    fit_s = time.time() - t0
+    best = int(np.argmin(hist.history["val_loss"]))
+    meta = {"features": fcfg.to_dict(), "normalizer": {"mean": norm.mean, "std": norm.std},
+            "window": w, "stride": args.stride, "threshold": None, "percentile": args.percentile,
+            "autoencoder": cfg.to_dict(), "preset": args.preset,
+            "train_loss": float(hist.history["loss"][best]), "val_loss": float(hist.history["val_loss"][best]),
+            "epoch": best + 1, "epochs_run": len(hist.history["loss"]),
+            "train_clips": len(tr_clips), "val_clips": len(va_clips), "videos": paths,
+            "feature_seconds": round(feat_s, 1), "fit_seconds": round(fit_s, 1), "seed": args.seed}
+    meta["threshold"] = 0.0
+    det = Detector([ae], [meta])
+    val_scores = np.concatenate([det.score_features(f) for f in va_feats])
+    meta["threshold"] = percentile_threshold(val_scores, args.percentile)
+    Detector.save(args.out, ae, meta)
+    return meta
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        meta = train(args)
+    except (UserError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"saved {args.out}: threshold {meta['threshold']:.4f} ({meta['percentile']:g}th percentile of "
+          f"held-out normal errors), val_loss {meta['val_loss']:.4f} at epoch {meta['epoch']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

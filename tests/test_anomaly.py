@@ -1,0 +1,204 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from anomaly import scoring
+from anomaly.detector import Detector, percentile_threshold, window_starts, windows
+from anomaly.features import FeatureConfig, FeatureExtractor, KeypointDensity, Normalizer, clip_features
+from anomaly.model import AEConfig, build_autoencoder
+from anomaly.synthetic import crowd_clip, read_labels, write_labels
+from anomaly.video import VideoError, expand_videos, read_video, write_video
+
+S = 16
+
+
+def _blob_frames(shift=2, n=2, size=64):
+    """A textured bright square that moves `shift` px right per frame."""
+    rng = np.random.default_rng(0)
+    tex = (rng.random((20, 20)) * 155 + 100).astype(np.uint8)
+    frames = np.zeros((n, size, size), np.uint8)
+    for t in range(n):
+        frames[t, 20:40, 16 + t * shift:36 + t * shift] = tex
+    return frames
+
+
+def test_feature_shapes_and_flow_sign():
+    cfg = FeatureConfig(image_size=64)
+    f = clip_features(_blob_frames(shift=2), cfg)
+    assert f.shape == (2, 64, 64, 3) and f.dtype == np.float32
+    np.testing.assert_array_equal(f[0, ..., :2], 0)  # no flow for the first frame
+    inside = f[1, 24:36, 22:34]
+    assert np.median(inside[..., 0]) == pytest.approx(2.0, abs=0.5)  # x: rightwards, 2 px
+    assert abs(np.median(inside[..., 1])) < 0.5
+    mirrored = np.ascontiguousarray(_blob_frames(shift=2)[:, :, ::-1])  # the same clip moving left
+    assert np.median(clip_features(mirrored, cfg)[1, 24:36, 30:42, 0]) == pytest.approx(-2.0, abs=0.5)
+    dis = clip_features(_blob_frames(shift=2), FeatureConfig(image_size=64, flow="dis"))
+    assert np.median(dis[1, 24:36, 22:34, 0]) > 1
+
+
+def test_density_and_keypoint_adapter():
+    fake = lambda frame: np.array([[32.0, 16.0], [8.0, 48.0]])  # (x, y) in a 64x64 frame
+    cfg = FeatureConfig(image_size=S, density="keypoints", blur=1.0)
+    ex = FeatureExtractor(cfg, detector=fake)
+    f = ex(np.zeros((64, 64, 3), np.uint8))
+    heat = f[..., 2]
+    assert heat.shape == (S, S)
+    assert np.unravel_index(np.argmax(heat), heat.shape) in [(4, 8), (12, 2)]
+    assert heat[4, 8] == pytest.approx(heat[12, 2], rel=1e-2) and heat[4, 8] == pytest.approx(1.0, rel=0.1)
+    boxes = KeypointDensity(lambda fr: np.array([[28.0, 12.0, 36.0, 20.0]]), cfg)
+    hb = boxes(None, np.zeros((64, 64, 3), np.uint8))
+    assert np.unravel_index(np.argmax(hb), hb.shape) == (4, 8)
+    mog = clip_features(np.stack([np.zeros((64, 64), np.uint8)] * 5 + [_blob_frames(n=1)[0]]),
+                        FeatureConfig(image_size=64))
+    assert mog[-1, 30, 25, 2] > mog[-1, 5, 5, 2]  # the new object lights up the density map
+
+
+def test_normalizer():
+    a = np.zeros((2, 4, 4, 3), np.float32)
+    a[1] = 2.0
+    n = Normalizer.fit([a])
+    np.testing.assert_allclose(n.mean, [1, 1, 1])
+    np.testing.assert_allclose(n.std, [1, 1, 1])
+    np.testing.assert_allclose(n(a)[1], 1.0)
+
+
+def test_threshold_calibration_on_toy_errors():
+    errs = np.arange(1, 101, dtype=float)
+    assert percentile_threshold(errs, 95) == pytest.approx(95.05)
+    assert percentile_threshold(np.r_[errs, np.nan], 50) == pytest.approx(50.5)
+    with pytest.raises(ValueError, match="no scored frames"):
+        percentile_threshold([np.nan], 95)
+
+
+def test_window_helpers():
+    assert window_starts(10, 4, 3) == [0, 3, 6]
+    w = windows(np.arange(10)[:, None, None, None], 4, 3)
+    assert w.shape == (3, 4, 1, 1, 1) and w[2, 0, 0, 0, 0] == 6
+
+
+def _detector(window=4, stride=2, threshold=1.0):
+    cfg = AEConfig(encoder=(4,), decoder=(4,), patch=4, window=window, image_size=S)
+    ae = build_autoencoder(cfg)
+    meta = {"features": FeatureConfig(image_size=S).to_dict(), "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]},
+            "window": window, "stride": stride, "threshold": threshold, "percentile": 95,
+            "autoencoder": cfg.to_dict()}
+    return Detector([ae], [meta]), ae, meta
+
+
+def test_streaming_window_logic_matches_offline_scoring():
+    det, _, _ = _detector(window=4, stride=2)
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(9, S, S, 3)).astype(np.float32)
+    out = [det.add_features(f[..., :2], f[..., 2]) for f in raw]
+    assert out[:3] == [None, None, None]
+    assert all(isinstance(o, tuple) and isinstance(o[0], bool) for o in out[3:])
+    streamed = np.array([np.nan] * 3 + [o[1] for o in out[3:]])
+    offline = det.score_features(raw)
+    np.testing.assert_allclose(streamed, offline, rtol=1e-5, equal_nan=True)
+    # stride 2: frame 4 reuses frame 3's window score; frame 5 gets a new window
+    assert streamed[4] == streamed[3] and streamed[5] != streamed[4]
+    det.threshold = float(np.nanmax(offline)) + 1
+    det.reset()
+    assert not any(o[0] for o in (det.add_features(f[..., :2], f[..., 2]) for f in raw) if o)
+    with pytest.raises(ValueError, match="flow must be"):
+        det.add_features(np.zeros((S, S, 1)), np.zeros((S, S)))
+
+
+def test_add_frame_runs_features():
+    det, _, _ = _detector(window=2, stride=1)
+    frames = _blob_frames(n=3, size=64)
+    res = [det.add_frame(np.repeat(f[..., None], 3, -1)) for f in frames]
+    assert res[0] is None and all(r is not None for r in res[1:])
+
+
+def test_save_load_round_trip_and_ensemble(tmp_path):
+    det, ae, meta = _detector()
+    raw = np.random.default_rng(1).normal(size=(8, S, S, 3)).astype(np.float32)
+    Detector.save(str(tmp_path / "a"), ae, meta)
+    det2 = Detector.load(str(tmp_path / "a"))
+    np.testing.assert_allclose(det2.score_features(raw), det.score_features(raw), rtol=1e-6, equal_nan=True)
+    assert det2.threshold == 1.0 and det2.window == 4 and det2.stride == 2
+    other, ae_b, meta_b = _detector(threshold=3.0)
+    Detector.save(str(tmp_path / "b"), ae_b, meta_b)
+    ens = Detector.load([str(tmp_path / "a"), str(tmp_path / "b")])
+    assert ens.threshold == 2.0
+    np.testing.assert_allclose(ens.score_features(raw),
+                               (det.score_features(raw) + other.score_features(raw)) / 2, rtol=1e-5)
+    with pytest.raises(ValueError, match="not a detector folder"):
+        Detector.load(str(tmp_path))
+
+
+def test_scoring_by_hand():
+    y = np.array([0, 0, 1, 1])
+    assert scoring.roc_auc([0.1, 0.4, 0.35, 0.8], y) == pytest.approx(0.75)
+    assert scoring.roc_auc([1, 2, 3, 4], y) == 1.0
+    assert scoring.roc_auc([1, 1, 1, 1], y) == 0.5  # ties count a half
+    # ranked: 0.8 (+), 0.4 (-), 0.35 (+), 0.1 (-): AP = 0.5 * 1 + 0.5 * 2/3
+    assert scoring.average_precision([0.1, 0.4, 0.35, 0.8], y) == pytest.approx(0.5 + 1 / 3)
+    assert scoring.equal_error_rate([1, 2, 3, 4], y) == pytest.approx(0.0)
+    assert scoring.equal_error_rate([0.1, 0.4, 0.35, 0.8], y) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="both"):
+        scoring.roc_auc([1, 2], [1, 1])
+
+
+def test_synthetic_clips_and_labels(tmp_path):
+    v, lab = crowd_clip(0, frames=40, size=64)
+    assert v.shape == (40, 64, 64, 3) and v.dtype == np.uint8 and lab.sum() == 0
+    p, lp = crowd_clip(1, frames=80, size=64, anomaly="panic", onset=30)
+    assert lp[:30].sum() == 0 and lp[30:].all() and len(p) == len(lp)
+    r, lr = crowd_clip(2, frames=80, size=64, anomaly="runner", onset=20)
+    assert lr[:20].sum() == 0 and 5 < lr.sum() < 60
+    write_labels(str(tmp_path / "x.labels.txt"), lr)
+    np.testing.assert_array_equal(read_labels(str(tmp_path / "x.labels.txt")), lr)
+    (tmp_path / "bad.labels.txt").write_text("0\n2\n")
+    with pytest.raises(ValueError, match="0 or 1"):
+        read_labels(str(tmp_path / "bad.labels.txt"))
+
+
+def test_video_round_trip_and_bad_input(tmp_path):
+    v, _ = crowd_clip(0, frames=10, size=64)
+    path = write_video(str(tmp_path / "c.mp4"), v)
+    back = read_video(path)
+    assert back.shape == v.shape and np.abs(back.astype(int) - v).mean() < 10
+    (tmp_path / "junk.mp4").write_bytes(b"\x00\x01" * 500)
+    with pytest.raises(VideoError, match="no frames could be decoded"):
+        read_video(str(tmp_path / "junk.mp4"))
+    with pytest.raises(VideoError, match="no such video"):
+        read_video(str(tmp_path / "none.mp4"))
+    with pytest.raises(VideoError, match="matches no file"):
+        expand_videos(str(tmp_path / "*.avi"))
+    with pytest.raises(VideoError, match="uint8"):
+        write_video(str(tmp_path / "x.mp4"), np.zeros((2, 8, 8), np.uint8))
+
+
+def test_cli_train_detect_evaluate(tmp_path):
+    from anomaly import detect, evaluate, synthetic, train
+
+    data = str(tmp_path / "crowd")
+    synthetic.make_benchmark(data, seed=0, frames=40, size=64, n_train=3, n_test_normal=1, n_panic=1,
+                             n_runner=1)
+    out = str(tmp_path / "det")
+    assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
+                       "--image-size", "32", "--sequence-length", "8", "--stride", "4", "--augment", "1",
+                       "--verbose", "0"]) == 0
+    meta = json.load(open(os.path.join(out, "detector.json")))
+    for k in ("features", "normalizer", "window", "threshold", "percentile", "train_loss", "val_loss", "epoch"):
+        assert k in meta, k
+    assert meta["val_clips"] == 1 and meta["train_clips"] == 4  # 2 clips + 2 augmented copies
+    d = str(tmp_path / "detections")
+    src = os.path.join(data, "test", "panic_00.mp4")
+    assert detect.main(["--model", out, "--source", src, "--out", d, "--labels",
+                        src.replace(".mp4", ".labels.txt")]) == 0
+    rows = open(os.path.join(d, "scores.csv")).read().splitlines()
+    assert rows[0] == "frame,score,is_anomaly"
+    assert rows[1] == "0,," and rows[8].split(",")[1] != ""  # first scored frame = window - 1 = 7
+    for f in ("scores.png", "annotated.mp4"):
+        assert os.path.getsize(os.path.join(d, f)) > 0
+    ev = str(tmp_path / "eval")
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev]) == 0
+    m = json.load(open(os.path.join(ev, "metrics.json")))
+    assert 0 <= m["model"]["roc_auc"] <= 1 and "baseline_mean_flow_magnitude" in m
+    assert detect.main(["--model", out, "--source", str(tmp_path / "missing.mp4"), "--out", d]) == 2
+    assert train.main(["--videos", str(tmp_path / "nothing*.mp4"), "--out", out]) == 2

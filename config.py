@@ -7,6 +7,7 @@ config is saved as `config.json` beside every trained model and is all that
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -14,6 +15,13 @@ from dataclasses import dataclass, field
 
 class UserError(Exception):
     """Bad input or setup, reported by the entry points as one line and exit code 2."""
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 @dataclass

@@ -10,6 +10,8 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -49,7 +51,7 @@ def _read_idx_images(path: str) -> np.ndarray:
             if magic != 2051:
                 raise DataError(f"{path}: not an IDX image file (magic {magic}, expected 2051)")
             buf = f.read(n * rows * cols)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (OSError, EOFError, zlib.error) as e:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read MNIST IDX file ({e})") from None
     if len(buf) != n * rows * cols:
         raise DataError(f"{path}: truncated, {len(buf)} of {n * rows * cols} pixel bytes")
@@ -91,7 +93,7 @@ def _mnist_arrays(path: str | None) -> tuple[np.ndarray | None, np.ndarray]:
         with np.load(path, allow_pickle=False) as f:
             x_test = np.asarray(f["x_test"])
             x_train = np.asarray(f["x_train"]) if "x_train" in f.files else None
-    except (OSError, ValueError, KeyError, EOFError) as e:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise DataError(f"{path}: not a readable mnist.npz with x_test ({e})") from None
     return x_train, x_test
 

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from config import UserError
+from config import CliParser, UserError
 
 
 # ----------------------------------------------------------------- statistics
@@ -183,7 +183,7 @@ def figures(videos, motion, overlap, out, label, n_show=6):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_mutually_exclusive_group()
     src.add_argument("--mnist", default=None, help="MNIST source for generated sequences")
     src.add_argument("--data", default=None, help="the official mnist_test_seq.npy")

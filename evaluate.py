@@ -24,14 +24,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import UserError  # noqa: E402
+from config import CliParser, UserError  # noqa: E402
 from model import predict_frames, rollout  # noqa: E402
 
 METRIC_NAMES = ("psnr", "ssim", "mse", "mae", "mse_frame", "mae_frame")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="results/model.keras")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", default=None, help="the official mnist_test_seq.npy (uint8, (20, N, 64, 64))")
@@ -181,7 +181,6 @@ def write_json(obj, path):
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        import data
         from config import Config
 
         if args.sequences < 0 or args.batch_size < 1:

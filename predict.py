@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import UserError  # noqa: E402
+from config import CliParser, UserError  # noqa: E402
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -94,7 +94,7 @@ def to_model_frames(clip: np.ndarray, size: int = 64) -> np.ndarray:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("clip", help="a .gif, .npy or video file")
     p.add_argument("--checkpoint", default="results/model.keras")
     p.add_argument("--frames", type=int, default=10, help="frames to forecast")
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         np.save(tmp, np.clip(np.rint(full * 255), 0, 255).astype(np.uint8))
         os.replace(tmp, npy)
         print(f"{len(frames)} input + {args.frames} forecast frames -> {gif}, {npy}")
-    except UserError as e:
+    except (UserError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

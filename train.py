@@ -20,7 +20,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from config import PRESETS, Config, UserError, preset_config  # noqa: E402
+from config import PRESETS, CliParser, Config, UserError, preset_config  # noqa: E402
 
 SEED_PRESET_SEQ_PER_S_CPU = 1.0  # measured: reference model, 2-core CPU, fp32
 
@@ -28,7 +28,7 @@ SEED_PRESET_SEQ_PER_S_CPU = 1.0  # measured: reference model, 2-core CPU, fp32
 # --------------------------------------------------------------------------- CLI
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="seed", choices=sorted(PRESETS),
                    help="seed = reference model and recipe (GPU); cpu = fast CPU model; smoke = seconds")
     p.add_argument("--mnist", default=None,
@@ -335,7 +335,7 @@ def main(argv=None) -> int:
         train(cfg, out, mnist=args.mnist, overwrite=args.overwrite,
               time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init,
               strategy=args.strategy)
-    except UserError as e:
+    except (UserError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # data and weights errors carry their own fix

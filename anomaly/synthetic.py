@@ -21,6 +21,8 @@ import os
 
 import numpy as np
 
+from config import CliParser
+
 from anomaly.video import write_video
 
 
@@ -45,6 +47,7 @@ def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = N
     base = rng.normal(0, 0.25, n) + np.pi * stream           # preferred heading per person
     heading = base + rng.normal(0, 0.1, n)
     speed = rng.uniform(0.6, 1.3, n)
+    speed_cap = speed * 3.5
     phase = rng.uniform(0, 2 * np.pi, n)
     colors = rng.uniform(20, 90, (n, 3))
     labels = np.zeros(frames, np.uint8)
@@ -138,7 +141,7 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=os.path.join("data", "crowd"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=160)

@@ -21,11 +21,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import UserError  # noqa: E402
+from config import CliParser, UserError  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", required=True, help='glob of normal clips, e.g. "data/crowd/train/*.mp4"')
     p.add_argument("--out", default=os.path.join("runs", "anomaly"))
     p.add_argument("--preset", default="light", choices=["light", "strong"])

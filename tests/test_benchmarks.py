@@ -40,8 +40,6 @@ def test_time_to_quality_summary():
 
 
 def test_train_throughput_quick_runs(capsys):
-    import json
-
     import train_throughput
 
     assert train_throughput.matmul_gflops("float32", n=64, reps=1) > 0

@@ -1,6 +1,3 @@
-import os
-import pickle
-
 import numpy as np
 import pytest
 

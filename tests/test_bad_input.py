@@ -1,0 +1,143 @@
+"""Bad input, table-driven, over every entry point: one `error:` line, exit code 2,
+and nothing already written is touched."""
+
+import os
+
+import numpy as np
+import pytest
+
+import eda
+import evaluate
+import predict
+import train
+from anomaly import detect as a_detect
+from anomaly import evaluate as a_evaluate
+from anomaly import train as a_train
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, mnist_dir):
+    """Valid and broken inputs, made once."""
+    d = tmp_path_factory.mktemp("bad")
+    from anomaly.detector import Detector
+    from anomaly.features import FeatureConfig
+    from anomaly.model import AEConfig, build_autoencoder
+    from anomaly.synthetic import crowd_clip, write_labels
+    from anomaly.video import write_video
+    from config import ModelConfig
+    from model import build_model
+
+    f = {"mnist": mnist_dir, "dir": str(d)}
+    f["ckpt"] = str(d / "model.keras")
+    build_model(ModelConfig(filters=(2, 2, 2), patch_size=4)).save(f["ckpt"])
+    (d / "garbage.keras").write_bytes(b"PK\x03\x04 not really a zip")
+    f["garbage_ckpt"] = str(d / "garbage.keras")
+    good = d / "seq.npy"
+    np.save(str(good), np.zeros((20, 2, 64, 64), np.uint8))
+    f["npy"] = str(good)
+    (d / "trunc.npy").write_bytes(good.read_bytes()[:500])
+    f["trunc_npy"] = str(d / "trunc.npy")
+    np.save(str(d / "float.npy"), np.zeros((20, 2, 64, 64), np.float32))
+    f["float_npy"] = str(d / "float.npy")
+    np.save(str(d / "nan.npy"), np.full((4, 64, 64), np.nan, np.float32))
+    f["nan_npy"] = str(d / "nan.npy")
+    bad_mnist = d / "bad_mnist"
+    bad_mnist.mkdir()
+    (bad_mnist / "t10k-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b\x08 truncated gzip")
+    f["bad_mnist"] = str(bad_mnist)
+    (d / "a_file").write_text("x")
+    f["under_file"] = str(d / "a_file" / "out")  # cannot be created: its parent is a file
+    v, lab = crowd_clip(0, frames=12, size=32)
+    f["video"] = write_video(str(d / "clip.mp4"), v)
+    write_labels(str(d / "clip.labels.txt"), lab)
+    (d / "junk.mp4").write_bytes(b"\x00" * 300)
+    f["junk_video"] = str(d / "junk.mp4")
+    (d / "bad.labels.txt").write_text("0\n7\n")
+    f["bad_labels"] = str(d / "bad.labels.txt")
+    vids = d / "unlabelled"
+    vids.mkdir()
+    write_video(str(vids / "x.mp4"), v)
+    f["unlabelled"] = str(vids / "*.mp4")
+    cfg = AEConfig(encoder=(2,), decoder=(2,), patch=4, window=4, image_size=16)
+    Detector.save(str(d / "det"), build_autoencoder(cfg),
+                  {"features": FeatureConfig(image_size=16).to_dict(),
+                   "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]}, "window": 4, "stride": 1,
+                   "threshold": 1.0, "percentile": 95})
+    f["det"] = str(d / "det")
+    return f
+
+
+SMOKE = ["--preset", "smoke", "--steps-per-epoch", "1", "--val-sequences", "2"]
+
+CASES = [
+    # (entry point, argv template, what the message must name)
+    (train.main, SMOKE + ["--mnist", "{dir}/nope", "--out", "{out}"], "does not exist"),
+    (train.main, SMOKE + ["--mnist", "{bad_mnist}", "--out", "{out}"], "cannot read"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{under_file}"], "a_file"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--bogus"], "unrecognized"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--batch-size", "0"], "positive"),
+    (evaluate.main, ["--checkpoint", "{dir}/none.keras", "--out", "{out}"], "not found"),
+    (evaluate.main, ["--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "cannot load"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{trunc_npy}", "--out", "{out}"], "not a readable"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{float_npy}", "--out", "{out}"], r"\(20, N, 64, 64\)"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{npy}", "--out", "{under_file}"], "a_file"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--mnist", "{bad_mnist}", "--out", "{out}"], "cannot read"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--frobnicate"], "unrecognized"),
+    (predict.main, ["{nan_npy}", "--checkpoint", "{ckpt}", "--out", "{out}"], "NaN"),
+    (predict.main, ["{trunc_npy}", "--checkpoint", "{ckpt}", "--out", "{out}"], "not a readable"),
+    (predict.main, ["{junk_video}", "--checkpoint", "{ckpt}", "--out", "{out}"], "no frames"),
+    (predict.main, ["{npy}", "--checkpoint", "{ckpt}", "--out", "{out}"], "must be"),  # 4-D, 64 channels
+    (predict.main, ["{video}", "--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "cannot load"),
+    (predict.main, ["{video}", "--checkpoint", "{ckpt}", "--out", "{under_file}"], "a_file"),
+    (predict.main, ["{video}", "--checkpoint", "{ckpt}", "--frames", "0", "--out", "{out}"], "--frames"),
+    (eda.main, ["--data", "{float_npy}", "--out", "{out}"], r"\(20, N, 64, 64\)"),
+    (eda.main, ["--data", "{dir}/none.npy", "--out", "{out}"], "no such file"),
+    (eda.main, ["--mnist", "{bad_mnist}", "--out", "{out}"], "cannot read"),
+    (eda.main, ["--mnist", "{mnist}", "--sequences", "2", "--out", "{under_file}"], "a_file"),
+    (eda.main, ["--mnist", "{mnist}", "--wat"], "unrecognized"),
+    (a_train.main, ["--videos", "{dir}/nothing*.mp4", "--out", "{out}"], "matches no file"),
+    (a_train.main, ["--videos", "{junk_video}", "--out", "{out}"], "no frames"),
+    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--percentile", "120"], "percentile"),
+    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--sequence-length", "64"], "too short"),
+    (a_train.main, ["--out", "{out}"], "required"),
+    (a_detect.main, ["--model", "{dir}", "--source", "{video}", "--out", "{out}"], "not a detector"),
+    (a_detect.main, ["--model", "{det}", "--source", "{junk_video}", "--out", "{out}"], "no frames"),
+    (a_detect.main, ["--model", "{det}", "--source", "{video}", "--labels", "{bad_labels}", "--out", "{out}"],
+     "0 or 1"),
+    (a_detect.main, ["--model", "{det}", "--source", "{video}", "--out", "{under_file}"], "a_file"),
+    (a_evaluate.main, ["--model", "{det}", "--videos", "{dir}/none*.mp4", "--out", "{out}"], "matches no file"),
+    (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--out", "{out}"], "no labels file"),
+]
+
+
+@pytest.mark.parametrize("main,argv,msg", CASES,
+                         ids=[f"{m.__module__}-{i}" for i, (m, _, _) in enumerate(CASES)])
+def test_bad_input(main, argv, msg, files, tmp_path, capsys):
+    import re
+
+    out = tmp_path / "out"
+    out.mkdir()
+    keep = out / "metrics.json"
+    keep.write_text("earlier result")
+    args = [a.format(out=str(out), **files) for a in argv]
+    code = None
+    try:
+        code = main(args)
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    assert re.search(msg, lines[0]), lines[0]
+    assert keep.read_text() == "earlier result"
+    assert sorted(os.listdir(out)) == ["metrics.json"]
+
+
+def test_corrupt_npz_is_a_data_error(tmp_path):
+    import data
+
+    p = tmp_path / "mnist.npz"
+    p.write_bytes(b"PK\x03\x04" + b"\x00" * 100)
+    with pytest.raises(data.DataError, match="not a readable mnist.npz"):
+        data.load_mnist_digits(str(p))

@@ -5,6 +5,12 @@ validation PSNR/SSIM (validation digits 8000-8499) against elapsed minutes.
 
 Writes OUT/time_to_quality.csv and .png, and prints JSON with the first elapsed
 minute at which validation SSIM reached --target-ssim (null if never).
+
+    python benchmarks/time_to_quality.py --from-run results/phase1 --out results/phase1
+
+summarises an existing from-scratch run instead of training: its log.csv, with
+elapsed minutes from the `elapsed_min` column or, for a log without it, from the
+per-epoch seconds Keras printed to RUN/train_stdout.log.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import argparse
 import csv
 import json
 import os
+import re
 
 import common  # noqa: F401
 
@@ -28,6 +35,31 @@ def summarise(log: dict, target: float) -> dict:
             "minutes_trained": float(log["elapsed_min"][-1]), "epochs": len(log["epoch"])}
 
 
+def epoch_minutes_from_stdout(path: str) -> list:
+    """Cumulative minutes at the end of each epoch from Keras verbose=2 lines
+    ("100/100 - 201s - 2s/step - loss: ...")."""
+    secs = [int(m.group(1)) for m in re.finditer(r"^\s*\d+/\d+ - (\d+)s - ", open(path).read(), re.M)]
+    out, total = [], 0.0
+    for s in secs:
+        total += s / 60.0
+        out.append(total)
+    return out
+
+
+def load_run_log(run: str) -> dict:
+    import numpy as np
+
+    import plots
+
+    log = plots.read_log(os.path.join(run, "log.csv"))
+    if "elapsed_min" not in log:
+        mins = epoch_minutes_from_stdout(os.path.join(run, "train_stdout.log"))
+        if len(mins) < len(log["epoch"]):
+            raise ValueError(f"{run}: train_stdout.log has {len(mins)} epoch times for {len(log['epoch'])} epochs")
+        log["elapsed_min"] = np.array(mins[:len(log["epoch"])])
+    return log
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu")
@@ -37,18 +69,25 @@ def main(argv=None):
     p.add_argument("--mnist", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join("runs", "time_to_quality"))
+    p.add_argument("--from-run", default=None, help="summarise this finished from-scratch run instead")
     args = p.parse_args(argv)
     import dataclasses
 
     import plots
     import train
-    from config import preset_config
+    from config import Config, preset_config
 
-    cfg = preset_config(args.preset)
-    cfg.train = dataclasses.replace(cfg.train, steps_per_epoch=args.steps_per_epoch, epochs=100000,
-                                    seed=args.seed, patience=100000)
-    train.train(cfg, args.out, mnist=args.mnist, overwrite=True, time_budget_min=args.minutes, verbose=0)
-    log = plots.read_log(os.path.join(args.out, "log.csv"))
+    if args.from_run:
+        cfg = Config.load(os.path.join(args.from_run, "config.json"))
+        args.preset = cfg.preset
+        log = load_run_log(args.from_run)
+        os.makedirs(args.out, exist_ok=True)
+    else:
+        cfg = preset_config(args.preset)
+        cfg.train = dataclasses.replace(cfg.train, steps_per_epoch=args.steps_per_epoch, epochs=100000,
+                                        seed=args.seed, patience=100000)
+        train.train(cfg, args.out, mnist=args.mnist, overwrite=True, time_budget_min=args.minutes, verbose=0)
+        log = plots.read_log(os.path.join(args.out, "log.csv"))
     with open(os.path.join(args.out, "time_to_quality.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["elapsed_min", "epoch", "sequences", "val_psnr", "val_ssim"])

@@ -45,3 +45,12 @@ def test_train_throughput_quick_runs(capsys):
     assert train_throughput.matmul_gflops("float32", n=64, reps=1) > 0
     m = train_throughput.stock_reference()
     assert [l.kernel_size for l in m.layers if "conv_lstm" in l.name] == [(5, 5), (3, 3), (1, 1)]
+
+
+def test_time_to_quality_from_a_run_with_keras_stdout(tmp_path):
+    (tmp_path / "log.csv").write_text("epoch,loss,val_psnr,val_ssim\n0,1,10,0.5\n1,0.5,20,0.92\n")
+    (tmp_path / "train_stdout.log").write_text(
+        "Epoch 1/5\n100/100 - 120s - 1s/step - loss: 1\nEpoch 2/5\n100/100 - 60s - 1s/step - loss: 0.5\n")
+    log = time_to_quality.load_run_log(str(tmp_path))
+    np.testing.assert_allclose(log["elapsed_min"], [2.0, 3.0])
+    assert time_to_quality.summarise(log, 0.9)["minutes_to_target"] == 3.0

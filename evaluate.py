@@ -138,7 +138,7 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10):
     return out, seconds
 
 
-def write_figures(net, videos, results, out, context, horizon):
+def write_figures(net, videos, results, out, context, horizon, where="test set"):
     import data
     import plots
 
@@ -153,7 +153,7 @@ def write_figures(net, videos, results, out, context, horizon):
     frames = np.arange(2, videos.shape[1] + 1) - 1
     curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in ("psnr", "ssim", "mse_frame")}
     plots.per_step_curves(frames, curves, os.path.join(out, "next_frame_metrics.png"),
-                          "next-frame metrics per frame index (test set)")
+                          f"next-frame metrics per frame index ({where})")
     key = f"rollout_{context}_{horizon}"
     if key in results:
         ctx, fut = v[:, :context], v[:, context:context + horizon]
@@ -168,7 +168,7 @@ def write_figures(net, videos, results, out, context, horizon):
         ro = results[key]
         curves = {k: {name: ro[name]["per_frame"][k] for name in ro} for k in ("psnr", "ssim", "mse_frame")}
         plots.per_step_curves(np.arange(1, horizon + 1), curves, os.path.join(out, "rollout_metrics.png"),
-                              f"{context}->{horizon} rollout metrics per forecast step (test set)")
+                              f"{context}->{horizon} rollout metrics per forecast step ({where})")
 
 
 def write_json(obj, path):
@@ -206,7 +206,8 @@ def main(argv=None) -> int:
                               "mse_frame": "squared error summed over the 64x64 pixels of a frame",
                               "mae_frame": "absolute error summed over the 64x64 pixels of a frame"},
                   "seconds": round(seconds, 1), **results}
-        write_figures(net, videos, results, out, args.context, args.horizon)
+        where = desc.get("digits", desc["source"])
+        write_figures(net, videos, results, out, args.context, args.horizon, where)
         write_json(report, os.path.join(out, "metrics.json"))
         for proto in [k for k in results]:
             print(f"{proto}:")

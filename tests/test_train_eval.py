@@ -134,3 +134,25 @@ def test_cli_help():
     r = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--help"], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "--preset" in r.stdout and "--mnist" in r.stdout
+
+
+def test_feedback_passes_feed_forecasts_back():
+    import keras
+
+    class Half(keras.Model):
+        def call(self, x, training=False):
+            return 0.5 * x + 0.1
+
+    fc = train.make_forecaster(Half(), feedback_passes=2, context_frames=2)
+    x = np.arange(5, dtype="float32").reshape(1, 5, 1, 1, 1)
+    f = lambda v: 0.5 * v + 0.1  # noqa: E731
+    y1 = f(x)
+    in2 = np.concatenate([x[:, :2], y1[:, 1:4]], axis=1)
+    y2 = f(in2)
+    in3 = np.concatenate([x[:, :2], y2[:, 1:4]], axis=1)
+    np.testing.assert_allclose(np.asarray(fc(x, training=True)), f(in3), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(fc(x, training=False)), y1, rtol=1e-6)  # validation: one pass
+    # the first forecast frames after the context are exact autoregressive forecasts
+    out = np.asarray(fc(x, training=True))
+    np.testing.assert_allclose(out[:, 2], f(f(x[:, 1])), rtol=1e-6)
+    np.testing.assert_allclose(out[:, 3], f(f(f(x[:, 1]))), rtol=1e-6)

@@ -222,8 +222,9 @@ def main(argv=None) -> int:
                  "mean_intensity": float(it["mean"].mean()), "fraction_zero_pixels": float(h["fraction_zero"]),
                  "speed_px_per_frame_median": float(np.median(motion["speed"])),
                  "overlap_fraction_of_frames": float(overlap.mean())}
-        with open(os.path.join(args.out, "stats.json"), "w") as f:
-            json.dump(stats, f, indent=2)
+        import plots
+
+        plots.write_json(stats, os.path.join(args.out, "stats.json"))
         print(json.dumps(stats, indent=2))
         print("wrote " + ", ".join(os.path.basename(p) for p in paths))
     except (UserError, ValueError, OSError) as e:

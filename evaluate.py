@@ -15,7 +15,6 @@ metric plots to --out (default: the checkpoint's folder).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -171,16 +170,10 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
                               f"{context}->{horizon} rollout metrics per forecast step ({where})")
 
 
-def write_json(obj, path):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
+        import plots
         from config import Config
 
         if args.sequences < 0 or args.batch_size < 1:
@@ -208,7 +201,7 @@ def main(argv=None) -> int:
                   "seconds": round(seconds, 1), **results}
         where = desc.get("digits", desc["source"])
         write_figures(net, videos, results, out, args.context, args.horizon, where)
-        write_json(report, os.path.join(out, "metrics.json"))
+        plots.write_json(report, os.path.join(out, "metrics.json"))
         for proto in [k for k in results]:
             print(f"{proto}:")
             for name, r in results[proto].items():

@@ -1,8 +1,11 @@
-"""Every figure and GIF the project writes. Matplotlib runs headless (Agg)."""
+"""Every figure, GIF and JSON report the project writes, each written to a
+temporary file and renamed, so a kill never leaves one half-written.
+Matplotlib runs headless (Agg)."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 
 import numpy as np
@@ -21,6 +24,15 @@ def _save(fig, path):
     tmp = f"{path}.tmp{os.getpid()}.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
     _plt().close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(obj, path):
+    """`obj` as indented JSON at `path`, written then renamed."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
     os.replace(tmp, path)
     return path
 

@@ -144,10 +144,9 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None):
             tmp = os.path.join(out, f".model.tmp{os.getpid()}.keras")
             net.save(tmp)
             os.replace(tmp, self.path)
-            info = {"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}
-            with open(self.best_path + ".tmp", "w") as f:
-                json.dump(info, f, indent=2)
-            os.replace(self.best_path + ".tmp", self.best_path)
+            import plots
+
+            plots.write_json({"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}, self.best_path)
 
     class TimeBudget(keras.callbacks.Callback):
         """Adds `elapsed_min` (training wall time, summed over resumed runs) to the

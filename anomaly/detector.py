@@ -93,10 +93,9 @@ class Detector:
         tmp = os.path.join(folder, f".ae.tmp{os.getpid()}.keras")
         ae.save(tmp)
         os.replace(tmp, os.path.join(folder, MODEL))
-        tmpj = os.path.join(folder, META + ".tmp")
-        with open(tmpj, "w") as f:
-            json.dump(meta, f, indent=2)
-        os.replace(tmpj, os.path.join(folder, META))
+        import plots
+
+        plots.write_json(meta, os.path.join(folder, META))
 
     # --------------------------------------------------------------- scoring
     def _predict(self, i, x):

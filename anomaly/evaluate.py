@@ -13,7 +13,6 @@ Writes OUT/metrics.json, OUT/roc.png and one score plot per video.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -84,10 +83,7 @@ def main(argv=None) -> int:
         ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="Frame-level ROC (pooled)")
         ax.legend(fontsize=8)
         plots._save(fig, os.path.join(args.out, "roc.png"))
-        tmp = os.path.join(args.out, "metrics.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(res, f, indent=2)
-        os.replace(tmp, os.path.join(args.out, "metrics.json"))
+        plots.write_json(res, os.path.join(args.out, "metrics.json"))
         m, bl = res["model"], res["baseline_mean_flow_magnitude"]
         print(f"model:    ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  EER {m['eer']:.3f}")
         print(f"baseline: ROC-AUC {bl['roc_auc']:.3f}  PR-AUC {bl['pr_auc']:.3f}  EER {bl['eer']:.3f}")

@@ -106,8 +106,7 @@ def main(argv=None):
     fig.suptitle(f"Time to quality: preset '{args.preset}' from scratch")
     plots._save(fig, os.path.join(args.out, "time_to_quality.png"))
     res = {"preset": args.preset, **summarise(log, args.target_ssim)}
-    with open(os.path.join(args.out, "time_to_quality.json"), "w") as f:
-        json.dump(res, f, indent=2)
+    plots.write_json(res, os.path.join(args.out, "time_to_quality.json"))
     print(json.dumps(res, indent=2))
 
 

@@ -79,11 +79,16 @@ def build_vgg_features(weights: str | None = "imagenet", layer: str = "block3_co
 
 
 def perceptual_loss(y_true, y_pred, features: keras.Model):
-    """Mean squared difference of VGG16 features, per frame.
+    """Relative squared distance of VGG16 features, per frame:
+
+        sum (F(y) - F(p))^2 / (sum F(y)^2 + eps)      over the feature map.
 
     Frames (..., H, W, C) in [0, 1] are repeated to 3 channels (if C == 1),
     scaled to [0, 255] and given VGG16's ImageNet preprocessing (RGB -> BGR,
-    mean subtraction) before `features`.
+    mean subtraction) before `features`. Dividing by the true frame's feature
+    energy makes the term scale-free (raw feature MSE is in the hundreds at
+    block3_conv3 and depends on the layer), so its weight means the same thing
+    whatever layer is chosen.
 
     Returns:
         (...,): one value per frame.
@@ -97,9 +102,11 @@ def perceptual_loss(y_true, y_pred, features: keras.Model):
             x = ops.repeat(x, 3, axis=-1)
         return keras.applications.vgg16.preprocess_input(x * 255.0)
 
-    ft, fp = features(prep(y_true)), features(prep(y_pred))
-    per_frame = ops.mean(ops.square(ops.cast(ft, "float32") - ops.cast(fp, "float32")), axis=(1, 2, 3))
-    return ops.reshape(per_frame, lead)
+    ft = ops.cast(features(prep(y_true)), "float32")
+    fp = ops.cast(features(prep(y_pred)), "float32")
+    num = ops.sum(ops.square(ft - fp), axis=(1, 2, 3))
+    den = ops.sum(ops.square(ft), axis=(1, 2, 3)) + 1e-6
+    return ops.reshape(num / den, lead)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -52,6 +52,10 @@ def test_perceptual_term_with_random_vgg():
     d2 = np.asarray(losses.perceptual_loss(y, p2, feats))
     assert d2[1, 0] == pytest.approx(0.0, abs=1e-6)
     np.testing.assert_allclose(d2[0], np.asarray(d)[0], rtol=1e-5)
+    # by hand: relative squared feature distance
+    ft = np.asarray(feats(losses.keras.applications.vgg16.preprocess_input(np.repeat(y[0, 1], 3, -1)[None] * 255.0)))
+    fp = np.asarray(feats(losses.keras.applications.vgg16.preprocess_input(np.repeat(p[0, 1], 3, -1)[None] * 255.0)))
+    assert float(d[0, 1]) == pytest.approx(np.sum((ft - fp) ** 2) / (np.sum(ft**2) + 1e-6), rel=1e-4)
     loss = CompositeLoss(0.0, 1.0, 0.0, perceptual_weights=None)
     own = losses.perceptual_loss(y, p, loss.features)
     assert float(loss(y, p)) == pytest.approx(float(np.mean(own)), rel=1e-5)

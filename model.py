@@ -124,12 +124,16 @@ class CausalConv3D(layers.Conv3D):
 
 
 def convlstm_block(x, filters: int, kernel_size: int, name: str, dtype="float32",
-                   return_sequences: bool = True):
+                   return_sequences: bool = True, bn_momentum: float = 0.99):
     """ConvLSTM2D -> BatchNorm -> ReLU: the block the predictor and the anomaly
-    autoencoder share. Functional: takes and returns a symbolic tensor."""
+    autoencoder share. Functional: takes and returns a symbolic tensor.
+
+    `bn_momentum` is BatchNorm's moving-average momentum (Keras's 0.99 by
+    default); short trainings want less, or the inference-mode statistics still
+    carry their initial values when training stops."""
     x = layers.ConvLSTM2D(filters, kernel_size, padding="same", return_sequences=return_sequences,
                           dtype=dtype, name=f"{name}_convlstm")(x)
-    x = layers.BatchNormalization(dtype=dtype, name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, dtype=dtype, name=f"{name}_bn")(x)
     return layers.ReLU(dtype=dtype, name=f"{name}_relu")(x)
 
 

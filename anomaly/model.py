@@ -25,6 +25,7 @@ class AEConfig:
     image_size: int = 64
     channels: int = 3
     precision: str = "float32"
+    bn_momentum: float = 0.9  # a few hundred steps of training: moving stats must keep up
 
     def to_dict(self):
         return asdict(self)
@@ -54,9 +55,9 @@ def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
     inp = keras.Input((None, s, s, c), name="features")
     x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(inp) if p > 1 else inp
     for i, f in enumerate(cfg.encoder):
-        x = convlstm_block(x, f, cfg.kernel, name=f"enc{i}", dtype=policy)
+        x = convlstm_block(x, f, cfg.kernel, name=f"enc{i}", dtype=policy, bn_momentum=cfg.bn_momentum)
     for i, f in enumerate(cfg.decoder):
-        x = convlstm_block(x, f, cfg.kernel, name=f"dec{i}", dtype=policy)
+        x = convlstm_block(x, f, cfg.kernel, name=f"dec{i}", dtype=policy, bn_momentum=cfg.bn_momentum)
     x = layers.Conv3D(c * p * p, (1, 3, 3), padding="same", dtype="float32", name="reconstruction")(x)
     if p > 1:
         x = DepthToSpace(p, dtype="float32", name="depth_to_space")(x)

@@ -41,7 +41,7 @@ def stock_reference():
     return m
 
 
-def project_model(preset: str):
+def project_model(preset: str, jit_compile: str | None = None):
     import keras
 
     import losses
@@ -51,7 +51,7 @@ def project_model(preset: str):
     cfg = preset_config(preset)
     m = build_model(cfg.model)
     tr = cfg.train
-    jit = {"auto": "auto", "true": True, "false": False}[tr.jit_compile]
+    jit = {"auto": "auto", "true": True, "false": False}[jit_compile or tr.jit_compile]
     m.compile(optimizer=keras.optimizers.Adam(tr.lr), jit_compile=jit,
               loss=losses.CompositeLoss(tr.bce_weight, 0.0, tr.gdl_weight))
     return m, cfg.model
@@ -79,6 +79,7 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=3, help="interleaved repetitions")
     p.add_argument("--presets", default="cpu", help="comma-separated fast presets")
     p.add_argument("--quick", action="store_true", help="about two minutes: 2 reps x 1 step")
+    p.add_argument("--xla", action="store_true", help="also each fast preset with XLA (NAME_xla)")
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.reps = 1, 2
@@ -93,6 +94,8 @@ def main(argv=None):
     configs = {"stock": (stock_reference(), ref), "reference": project_model("seed")}
     for name in args.presets.split(","):
         configs[name] = project_model(name)
+        if args.xla:
+            configs[f"{name}_xla"] = project_model(name, "true")
     times = {k: [] for k in configs}
     peaks = {k: 0.0 for k in configs}
     for name, (m, _) in configs.items():  # warm-up: tracing and first steps

@@ -101,6 +101,13 @@ class Accumulator:
         return {name: {k: (v / n).tolist() for k, v in acc.items()} for name, acc in self.sums.items()}
 
 
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux: ru_maxrss is in KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def summarise(per_pos: dict) -> dict:
     return {name: {"mean": {k: float(np.mean(v)) for k, v in m.items()}, "per_frame": m}
             for name, m in per_pos.items()}
@@ -198,7 +205,7 @@ def main(argv=None) -> int:
                               "mse": "per pixel", "mae": "per pixel",
                               "mse_frame": "squared error summed over the 64x64 pixels of a frame",
                               "mae_frame": "absolute error summed over the 64x64 pixels of a frame"},
-                  "seconds": round(seconds, 1), **results}
+                  "seconds": round(seconds, 1), "peak_rss_mb": peak_rss_mb(), **results}
         where = desc.get("digits", desc["source"])
         write_figures(net, videos, results, out, args.context, args.horizon, where)
         plots.write_json(report, os.path.join(out, "metrics.json"))

@@ -42,6 +42,7 @@ def test_evaluate_writes_metrics_and_figures(run_dir, mnist_dir, tmp_path):
     assert rc == 0
     m = json.load(open(os.path.join(out, "metrics.json")))
     assert m["data_range"] == 1.0 and m["data"]["digits"] == "MNIST test split 8500-8999"
+    assert m["peak_rss_mb"] > 100
     nf = m["next_frame"]
     assert set(nf) == {"model", "copy_last_frame", "all_black"}
     assert len(nf["model"]["per_frame"]["psnr"]) == 19

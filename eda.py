@@ -156,12 +156,13 @@ def figures(videos, motion, overlap, out, label, n_show=6):
     paths.append(plots._save(fig, os.path.join(out, "pixel_histogram.png")))
 
     mean_f, std_f = mean_std_frames(videos)
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, img, name in zip(axes, (mean_f, std_f), ("mean frame", "std frame")):
         im = ax.imshow(img, cmap="magma")
         ax.set(title=name, xlabel="column (px)", ylabel="row (px)")
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"Where digits spend their time ({label})")
+    fig.tight_layout()
     paths.append(plots._save(fig, os.path.join(out, "mean_std_frames.png")))
 
     fig = plt.figure(figsize=(12, 3.6))

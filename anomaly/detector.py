@@ -1,8 +1,11 @@
 """The anomaly detector: window scoring, threshold calibration, streaming API,
 save/load, ensembles.
 
-Score of a frame = mean squared reconstruction error of its normalised
-features (flow x, flow y, density) inside a window of `window` frames. The
+Score of a frame = squared reconstruction error of its normalised features
+(flow x, flow y, density) inside a window of `window` frames, reduced over the
+frame either as the mean over all pixels ("mean") or as the largest mean over
+the cells of an 8x8 grid ("local": a small region moving wrongly, such as one
+runner, is not diluted by the rest of the frame). The
 window is scored every `stride` frames; in streaming, frames in between get the
 latest score, and frames before the first full window get none.
 """
@@ -30,6 +33,22 @@ def windows(feats: np.ndarray, window: int, stride: int) -> np.ndarray:
     if not starts:
         return np.zeros((0, window, *feats.shape[1:]), feats.dtype)
     return np.stack([feats[s:s + window] for s in starts])
+
+
+SCORES = ("mean", "local")
+
+
+def reduce_error_map(err: np.ndarray, how: str) -> np.ndarray:
+    """(..., S, S) squared-error maps -> (...,) frame scores."""
+    if how == "mean":
+        return err.mean(axis=(-2, -1))
+    if how == "local":
+        s = err.shape[-1]
+        c = max(1, s // 8)
+        g = err[..., : s // c * c, : s // c * c]
+        cells = g.reshape(*g.shape[:-2], s // c, c, s // c, c).mean(axis=(-3, -1))
+        return cells.max(axis=(-2, -1))
+    raise ValueError(f"score must be one of {SCORES}, got {how!r}")
 
 
 def percentile_threshold(errors, percentile: float) -> float:
@@ -63,6 +82,7 @@ class Detector:
         self.window = int(m0["window"])
         self.stride = int(m0.get("stride", 1))
         self.threshold = float(np.mean([m["threshold"] for m in self.metas]))
+        self.score = m0.get("score", "mean")
         self._detector = detector
         self._fns = []
         self.reset()
@@ -113,7 +133,8 @@ class Detector:
             x = norm(raw_windows)
             for j in range(0, len(x), batch):
                 r = self._predict(i, x[j:j + batch])
-                out[j:j + batch] += np.mean((r - x[j:j + batch]) ** 2, axis=(2, 3, 4))
+                err = np.mean((r - x[j:j + batch]) ** 2, axis=-1)  # (k, W, S, S)
+                out[j:j + batch] += reduce_error_map(err, self.score)
         return out / len(self.normalizers)
 
     def score_features(self, raw: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ def parse_args(argv=None):
     p.add_argument("--videos", required=True)
     p.add_argument("--labels", default=None, help="folder of NAME.labels.txt (default: beside each video)")
     p.add_argument("--out", default=os.path.join("results", "anomaly"))
+    p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
     return p.parse_args(argv)
 
 
@@ -48,6 +49,10 @@ def main(argv=None) -> int:
         from anomaly.video import expand_videos, read_video
 
         det = Detector.load(args.model)
+        if args.stride is not None:
+            if args.stride < 1:
+                raise UserError("--stride must be >= 1")
+            det.stride = args.stride
         paths = expand_videos(args.videos)
         os.makedirs(args.out, exist_ok=True)
         all_s, all_b, all_y, per_video = [], [], [], {}
@@ -69,7 +74,7 @@ def main(argv=None) -> int:
                                "flagged": int(np.sum(s[keep] > det.threshold))}
             plot_scores(os.path.join(args.out, f"scores_{stem}.png"), s, det.threshold, labels, stem)
         s, b, y = np.concatenate(all_s), np.concatenate(all_b), np.concatenate(all_y)
-        res = {"videos": paths, "threshold": det.threshold, "model": scoring.report(s, y),
+        res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score, "model": scoring.report(s, y),
                "baseline_mean_flow_magnitude": scoring.report(b, y),
                "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
                                 "fpr": float(np.mean(s[y == 0] > det.threshold))},

@@ -117,9 +117,25 @@ def read_labels(path: str) -> np.ndarray:
     return arr
 
 
+def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int, fps: float) -> dict:
+    """Clips of the given kinds ("normal", "panic", "runner") with their labels."""
+    os.makedirs(folder, exist_ok=True)
+    counts = {}
+    for name, s in zip(kinds, seeds):
+        j = counts.get(name, 0)
+        counts[name] = j + 1
+        v, lab = crowd_clip(s, frames, size, anomaly=None if name == "normal" else name)
+        stem = os.path.join(folder, f"{name}_{j:02d}")
+        write_video(stem + ".mp4", v, fps)
+        write_labels(stem + ".labels.txt", lab)
+    return counts
+
+
 def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, n_train: int = 10,
-                   n_test_normal: int = 3, n_panic: int = 4, n_runner: int = 4, fps: float = 25.0) -> dict:
-    """Writes OUT/train/*.mp4 (normal) and OUT/test/*.mp4 + *.labels.txt."""
+                   n_test_normal: int = 3, n_panic: int = 4, n_runner: int = 4, fps: float = 25.0,
+                   n_val_each: int = 2) -> dict:
+    """Writes OUT/train/*.mp4 (normal), OUT/val/ (labelled, for design choices such
+    as the score reduction) and OUT/test/*.mp4 + *.labels.txt (the reported numbers)."""
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
     os.makedirs(os.path.join(out, "test"), exist_ok=True)
     k = 0
@@ -127,17 +143,13 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
         v, _ = crowd_clip([seed, k], frames, size)
         write_video(os.path.join(out, "train", f"normal_{i:02d}.mp4"), v, fps)
         k += 1
-    tests = [("normal", None)] * n_test_normal + [("panic", "panic")] * n_panic + [("runner", "runner")] * n_runner
-    counts = {}
-    for name, kind in tests:
-        j = counts.get(name, 0)
-        counts[name] = j + 1
-        v, lab = crowd_clip([seed, 1000 + k], frames, size, anomaly=kind)
-        stem = os.path.join(out, "test", f"{name}_{j:02d}")
-        write_video(stem + ".mp4", v, fps)
-        write_labels(stem + ".labels.txt", lab)
-        k += 1
-    return {"train": n_train, "test": counts, "frames": frames, "size": size}
+    kinds = ["normal"] * n_test_normal + ["panic"] * n_panic + ["runner"] * n_runner
+    test = write_labelled(os.path.join(out, "test"), kinds, [[seed, 1000 + k + i] for i in range(len(kinds))],
+                          frames, size, fps)
+    vkinds = ["normal", "panic", "runner"] * n_val_each
+    val = write_labelled(os.path.join(out, "val"), vkinds, [[seed, 2000 + i] for i in range(len(vkinds))],
+                         frames, size, fps)
+    return {"train": n_train, "val": val, "test": test, "frames": frames, "size": size}
 
 
 def main(argv=None) -> int:

@@ -38,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--percentile", type=float, default=95.0,
                    help="threshold percentile of held-out normal errors (90 stricter, 98 looser)")
     p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--score", default="mean", choices=["mean", "local"],
+                   help="frame score: mean error over the frame, or the worst 8x8-grid cell (local)")
     p.add_argument("--flow", default="farneback", choices=["farneback", "dis"])
     p.add_argument("--augment", type=int, default=0,
                    help="augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
@@ -126,6 +128,7 @@ def train(args) -> dict:
     best = int(np.argmin(hist.history["val_loss"]))
     meta = {"features": fcfg.to_dict(), "normalizer": {"mean": norm.mean, "std": norm.std},
             "window": w, "stride": args.stride, "threshold": None, "percentile": args.percentile,
+            "score": args.score,
             "autoencoder": cfg.to_dict(), "preset": args.preset,
             "train_loss": float(hist.history["loss"][best]), "val_loss": float(hist.history["val_loss"][best]),
             "epoch": best + 1, "epochs_run": len(hist.history["loss"]),

@@ -72,6 +72,17 @@ def test_threshold_calibration_on_toy_errors():
         percentile_threshold([np.nan], 95)
 
 
+def test_score_reductions_by_hand():
+    from anomaly.detector import reduce_error_map
+
+    err = np.zeros((2, 16, 16))
+    err[1, :2, :2] = 4.0  # one 2x2 cell (16 // 8 = 2 px cells) fully wrong
+    np.testing.assert_allclose(reduce_error_map(err, "mean"), [0.0, 16 / 256])
+    np.testing.assert_allclose(reduce_error_map(err, "local"), [0.0, 4.0])
+    with pytest.raises(ValueError, match="score"):
+        reduce_error_map(err, "median")
+
+
 def test_window_helpers():
     assert window_starts(10, 4, 3) == [0, 3, 6]
     w = windows(np.arange(10)[:, None, None, None], 4, 3)
@@ -178,7 +189,7 @@ def test_cli_train_detect_evaluate(tmp_path):
 
     data = str(tmp_path / "crowd")
     synthetic.make_benchmark(data, seed=0, frames=40, size=64, n_train=3, n_test_normal=1, n_panic=1,
-                             n_runner=1)
+                             n_runner=1, n_val_each=0)
     out = str(tmp_path / "det")
     assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
                        "--image-size", "32", "--sequence-length", "8", "--stride", "4", "--augment", "1",
@@ -201,4 +212,11 @@ def test_cli_train_detect_evaluate(tmp_path):
     m = json.load(open(os.path.join(ev, "metrics.json")))
     assert 0 <= m["model"]["roc_auc"] <= 1 and "baseline_mean_flow_magnitude" in m
     assert detect.main(["--model", out, "--source", str(tmp_path / "missing.mp4"), "--out", d]) == 2
+    from anomaly import calibrate
+
+    before = meta["threshold"]
+    assert calibrate.main(["--model", out, "--videos", os.path.join(data, "test", "normal_00.mp4"),
+                           "--percentile", "50", "--score", "local"]) == 0
+    meta2 = json.load(open(os.path.join(out, "detector.json")))
+    assert meta2["score"] == "local" and meta2["percentile"] == 50 and meta2["threshold"] != before
     assert train.main(["--videos", str(tmp_path / "nothing*.mp4"), "--out", out]) == 2

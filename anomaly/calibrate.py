@@ -1,0 +1,57 @@
+"""Recalibrate a trained detector's threshold on held-out normal clips.
+
+    python -m anomaly.calibrate --model runs/anomaly --videos "data/crowd/train/normal_0[89].mp4"
+
+Sets the threshold to the --percentile of frame scores on the given normal
+clips (use clips the autoencoder did not train on: anomaly.train's validation
+clips are listed in detector.json), optionally with another --score reduction,
+and rewrites detector.json (written then renamed). Use it to adapt a detector to
+a new camera's normal footage without retraining.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from config import CliParser, UserError  # noqa: E402
+
+
+def main(argv=None) -> int:
+    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--videos", required=True, help="glob of held-out normal clips")
+    p.add_argument("--percentile", type=float, default=None, help="default: the model's")
+    p.add_argument("--score", default=None, choices=["mean", "local"], help="default: the model's")
+    args = p.parse_args(argv)
+    try:
+        import plots
+        from anomaly.detector import META, Detector, percentile_threshold
+        from anomaly.video import expand_videos, read_video
+
+        det = Detector.load(args.model)
+        meta = det.metas[0]
+        if args.score:
+            det.score = meta["score"] = args.score
+        pct = args.percentile if args.percentile is not None else meta["percentile"]
+        scores = np.concatenate([det.score_frames(read_video(v)) for v in expand_videos(args.videos)])
+        meta["threshold"] = percentile_threshold(scores, pct)
+        meta["percentile"] = pct
+        meta["calibrated_on"] = expand_videos(args.videos)
+        plots.write_json(meta, os.path.join(args.model, META))
+        print(f"threshold {meta['threshold']:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
+              f"frame scores ({meta.get('score', 'mean')})")
+    except (UserError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

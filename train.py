@@ -290,8 +290,7 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
                 raise UserError(f"--init {init}: not the same architecture as this config ({e})") from None
         jit = {"auto": "auto", "true": True, "false": False}[str(tr.jit_compile).lower()]
         model.compile(optimizer=keras.optimizers.Adam(tr.lr), loss=loss, jit_compile=jit,
-                      metrics=["mae", metrics.PSNR(), metrics.SSIM(),
-                               keras.metrics.BinaryAccuracy(threshold=0.5, name="pixel_acc")])
+                      metrics=["mae", metrics.PSNR(), metrics.SSIM(), metrics.PixelAccuracy()])
     global_batch = tr.batch_size * replicas
     train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed, worker)
     val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)

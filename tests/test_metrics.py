@@ -59,6 +59,18 @@ def test_keras_metric_classes_equal_numpy_functions():
         assert m2.name == m.name
 
 
+def test_pixel_accuracy_by_hand_and_keras_twin():
+    a = np.zeros((1, 2, 2, 1), "float32")
+    b = np.zeros((1, 2, 2, 1), "float32")
+    a[0, 0, 0, 0], b[0, 0, 0, 0] = 0.8, 0.9    # both bright: right
+    a[0, 0, 1, 0], b[0, 0, 1, 0] = 0.3, 0.0    # both dark (grey truth): right
+    a[0, 1, 0, 0], b[0, 1, 0, 0] = 1.0, 0.2    # missed: wrong
+    assert metrics.pixel_accuracy(a, b)[0] == pytest.approx(0.75)
+    m = metrics.PixelAccuracy()
+    m.update_state(a, b)
+    assert float(m.result()) == pytest.approx(0.75)
+
+
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="share a shape"):
         metrics.mse(np.zeros((2, 4, 4, 1)), np.zeros((2, 4, 5, 1)))

@@ -10,11 +10,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 
 
 class UserError(Exception):
     """Bad input or setup, reported by the entry points as one line and exit code 2."""
+
+
+def run_cli(body, *errors) -> int:
+    """The entry points' error contract: calls `body()`; a `UserError` or one of
+    `errors` becomes one `error:` line on stderr and exit code 2."""
+    try:
+        body()
+    except (UserError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 class CliParser(argparse.ArgumentParser):

@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from config import CliParser, UserError
+from config import CliParser, UserError, run_cli
 
 
 # ----------------------------------------------------------------- statistics
@@ -197,7 +197,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+    def run():
         import data
 
         if args.sequences < 1:
@@ -228,10 +228,7 @@ def main(argv=None) -> int:
         plots.write_json(stats, os.path.join(args.out, "stats.json"))
         print(json.dumps(stats, indent=2))
         print("wrote " + ", ".join(os.path.basename(p) for p in paths))
-    except (UserError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, ValueError, OSError)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError  # noqa: E402
+from config import CliParser, UserError, run_cli  # noqa: E402
 from model import predict_frames, rollout  # noqa: E402
 
 METRIC_NAMES = ("psnr", "ssim", "mse", "mae", "mse_frame", "mae_frame")
@@ -179,7 +179,7 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+    def run():
         import plots
         from config import Config
 
@@ -216,10 +216,7 @@ def main(argv=None) -> int:
                 print(f"  {name:16s} PSNR {m['psnr']:6.2f}  SSIM {m['ssim']:.4f}  "
                       f"MSE/frame {m['mse_frame']:7.2f}  MAE/frame {m['mae_frame']:7.2f}")
         print(f"wrote {os.path.join(out, 'metrics.json')} ({desc['sequences']} sequences, {seconds:.0f} s)")
-    except (UserError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, ValueError, OSError)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError  # noqa: E402
+from config import CliParser, UserError, run_cli  # noqa: E402
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -105,7 +105,7 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+    def run():
         from evaluate import load_predictor
         from model import rollout
         import plots
@@ -133,10 +133,7 @@ def main(argv=None) -> int:
         np.save(tmp, np.clip(np.rint(full * 255), 0, 255).astype(np.uint8))
         os.replace(tmp, npy)
         print(f"{len(frames)} input + {args.frames} forecast frames -> {gif}, {npy}")
-    except (UserError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, ValueError, OSError)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError  # noqa: E402
+from config import CliParser, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--percentile", type=float, default=None, help="default: the model's")
     p.add_argument("--score", default=None, choices=["mean", "local"], help="default: the model's")
     args = p.parse_args(argv)
-    try:
+    def run():
         import plots
         from anomaly.detector import META, Detector, percentile_threshold
         from anomaly.video import expand_videos, read_video
@@ -47,10 +47,7 @@ def main(argv=None) -> int:
         plots.write_json(meta, os.path.join(args.model, META))
         print(f"threshold {meta['threshold']:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
               f"frame scores ({meta.get('score', 'mean')})")
-    except (UserError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, ValueError, OSError)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError  # noqa: E402
+from config import CliParser, UserError, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -95,7 +95,7 @@ def annotate(frames, scores, flags, threshold):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+    def run():
         from anomaly.detector import Detector
         from anomaly.synthetic import read_labels
         from anomaly.video import write_video
@@ -124,10 +124,7 @@ def main(argv=None) -> int:
         n_anom = sum(1 for a in flags if a)
         print(f"{len(frames)} frames at {fps:.1f} frames/s (features + model, streaming); "
               f"{n_anom} flagged anomalous; wrote {args.out}/scores.csv, scores.png, annotated.mp4")
-    except (UserError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, ValueError, OSError)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError  # noqa: E402
+from config import CliParser, UserError, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -40,7 +40,7 @@ def flow_magnitude(raw: np.ndarray) -> np.ndarray:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+    def run():
         import plots
         from anomaly import scoring
         from anomaly.detect import plot_scores
@@ -92,10 +92,7 @@ def main(argv=None) -> int:
         m, bl = res["model"], res["baseline_mean_flow_magnitude"]
         print(f"model:    ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  EER {m['eer']:.3f}")
         print(f"baseline: ROC-AUC {bl['roc_auc']:.3f}  PR-AUC {bl['pr_auc']:.3f}  EER {bl['eer']:.3f}")
-    except (UserError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(run, ValueError, OSError)
 
 
 if __name__ == "__main__":

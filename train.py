@@ -21,6 +21,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from config import PRESETS, CliParser, Config, UserError, preset_config  # noqa: E402
+from distribute import STRATEGIES  # noqa: E402
 
 SEED_PRESET_SEQ_PER_S_CPU = 0.5  # benchmarks/train_throughput.py: reference model, 2-core CPU, fp32
 
@@ -59,10 +60,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "only for reproducing published numbers")
     p.add_argument("--init", default=None,
                    help="start from the weights of this model.keras (same architecture), e.g. to fine-tune")
-    p.add_argument("--strategy", default="auto", choices=["auto", "none", "mirrored", "multiworker"],
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES,
                    help="tf.distribute: mirrored = all local GPUs (or logical CPUs); multiworker = "
                         "MultiWorkerMirroredStrategy configured by TF_CONFIG; auto = multiworker if "
-                        "TF_CONFIG is set, mirrored if several GPUs, else none")
+                        "TF_CONFIG is set, mirrored if several GPUs, else none (see distribute.py)")
     p.add_argument("--time-budget-min", type=float, default=None,
                    help="stop after the first epoch that ends past this many minutes (resumable)")
     p.add_argument("--verbose", type=int, default=None, help="Keras fit verbosity (default: 1 on a TTY, else 2)")
@@ -185,38 +186,6 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None):
     return cbs, budget
 
 
-def make_strategy(name: str):
-    """The tf.distribute strategy for --strategy. --batch-size is per replica; the
-    global batch is batch_size x replicas (scale --lr with it if you change it)."""
-    import tensorflow as tf
-
-    if name == "auto":
-        if os.environ.get("TF_CONFIG"):
-            name = "multiworker"
-        elif len(tf.config.list_logical_devices("GPU")) > 1:
-            name = "mirrored"
-        else:
-            name = "none"
-    if name == "none":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        gpus = tf.config.list_logical_devices("GPU")
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices)
-    if not os.environ.get("TF_CONFIG"):
-        raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment")
-    return tf.distribute.MultiWorkerMirroredStrategy()
-
-
-def worker_info(strategy) -> tuple[int, bool]:
-    """(worker index, is chief) of this process in a multi-worker run."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "task_type", None):
-        return 0, True
-    index = resolver.task_id or 0
-    return index, resolver.task_type == "chief" or (resolver.task_type == "worker" and index == 0)
-
-
 def prepare_out(out: str, overwrite: bool) -> bool:
     """Creates the run folder; True when resuming an interrupted run."""
     os.makedirs(out, exist_ok=True)
@@ -250,6 +219,7 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     import tensorflow as tf
 
     import data
+    import distribute
     import losses
     import metrics
     from model import build_model
@@ -266,10 +236,9 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
                                 perceptual_layer=tr.perceptual_layer)
     train_digits = data.load_mnist_digits(mnist, "train")
     val_digits = data.load_mnist_digits(mnist, "val")
-    strat = strategy if not isinstance(strategy, str) else make_strategy(strategy)
-    worker, chief = worker_info(strat)
-    if not chief:  # other workers write their (identical) files aside
-        out = os.path.join(out, f".worker{worker}")
+    strat = strategy if not isinstance(strategy, str) else distribute.make_strategy(strategy)
+    worker, _ = distribute.worker_info(strat)
+    out = distribute.chief_out(out, strat)
     resuming = prepare_out(out, overwrite)
     cfg.save(os.path.join(out, "config.json"))
 
@@ -296,21 +265,15 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)
     val_ds = data.fixed_dataset(val, global_batch)
     if replicas > 1:
-        print(f"{type(strat).__name__}: {replicas} replicas, global batch {global_batch}", flush=True)
+        print(f"{distribute.strategy_name(strat)}: {replicas} replicas, global batch {global_batch}", flush=True)
     callbacks, budget = make_callbacks(net, out, tr, time_budget_min)
     if resuming:
         print(f"resuming the interrupted run in {out}", flush=True)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     t0 = time.time()
-    try:
-        history = model.fit(train_ds, epochs=tr.epochs, steps_per_epoch=tr.steps_per_epoch,
-                            validation_data=val_ds, callbacks=callbacks, verbose=verbose)
-    except ValueError as e:
-        if "PerReplica" in str(e) and "MultiWorker" in type(strat).__name__:
-            raise UserError("Keras 3's Model.fit does not run under MultiWorkerMirroredStrategy "
-                            "(keras-team/keras#20585); use --strategy mirrored on one machine") from None
-        raise
+    history = model.fit(train_ds, epochs=tr.epochs, steps_per_epoch=tr.steps_per_epoch,
+                        validation_data=val_ds, callbacks=callbacks, verbose=verbose)
     elapsed = time.time() - t0
     if not budget.hit:  # finished (epochs done or early stop): nothing left to resume
         shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)

@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from config import CliParser, UserError  # noqa: E402
+from distribute import STRATEGIES  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -30,7 +31,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=os.path.join("runs", "anomaly"))
     p.add_argument("--preset", default="light", choices=["light", "strong"])
     p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="per replica (global = this x replicas)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sequence-length", type=int, default=16, help="frames per window")
     p.add_argument("--image-size", type=int, default=64)
@@ -46,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--patience", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
+    p.add_argument("--strategy", default="auto", choices=STRATEGIES,
+                   help="tf.distribute, as in the predictor's train.py (see distribute.py)")
     p.add_argument("--verbose", type=int, default=2)
     return p.parse_args(argv)
 
@@ -86,6 +89,7 @@ def split_clips(clips: list, val_fraction: float):
 def train(args) -> dict:
     import keras
 
+    import distribute
     from anomaly.detector import Detector, percentile_threshold, windows
     from anomaly.features import FeatureConfig, Normalizer, clip_features
     from anomaly.model import AE_PRESETS, build_autoencoder
@@ -115,14 +119,22 @@ def train(args) -> dict:
     import dataclasses
 
     cfg = dataclasses.replace(AE_PRESETS[args.preset], window=w, image_size=args.image_size)
+    strategy = distribute.make_strategy(args.strategy)
+    out = distribute.chief_out(args.out, strategy)
+    replicas = strategy.num_replicas_in_sync
     keras.utils.set_random_seed(args.seed)
-    ae = build_autoencoder(cfg)
-    ae.compile(optimizer=keras.optimizers.Adam(args.lr), loss="mse")
+    with strategy.scope():
+        ae = build_autoencoder(cfg)
+        ae.compile(optimizer=keras.optimizers.Adam(args.lr), loss="mse")
+    if replicas > 1:
+        print(f"{distribute.strategy_name(strategy)}: {replicas} replicas, global batch {args.batch_size * replicas}",
+              flush=True)
     cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, args.patience // 2), factor=0.5),
            keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
            keras.callbacks.TerminateOnNaN()]
     t0 = time.time()
-    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=args.epochs, batch_size=args.batch_size,
+    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=args.epochs,
+                  batch_size=args.batch_size * replicas,
                   callbacks=cbs, verbose=args.verbose, shuffle=True)
     fit_s = time.time() - t0
     best = int(np.argmin(hist.history["val_loss"]))
@@ -133,12 +145,13 @@ def train(args) -> dict:
             "train_loss": float(hist.history["loss"][best]), "val_loss": float(hist.history["val_loss"][best]),
             "epoch": best + 1, "epochs_run": len(hist.history["loss"]),
             "train_clips": len(tr_clips), "val_clips": len(va_clips), "videos": paths,
-            "feature_seconds": round(feat_s, 1), "fit_seconds": round(fit_s, 1), "seed": args.seed}
+            "feature_seconds": round(feat_s, 1), "fit_seconds": round(fit_s, 1), "seed": args.seed,
+            "replicas": replicas, "global_batch": args.batch_size * replicas}
     meta["threshold"] = 0.0
     det = Detector([ae], [meta])
     val_scores = np.concatenate([det.score_features(f) for f in va_feats])
     meta["threshold"] = percentile_threshold(val_scores, args.percentile)
-    Detector.save(args.out, ae, meta)
+    Detector.save(out, ae, meta)
     return meta
 
 

@@ -1,5 +1,8 @@
-"""Runs train.main in a fresh process, optionally on 2 logical CPU devices (used by test_distribute)."""
+"""Runs a trainer's main() in a fresh process, optionally on N logical CPU devices
+(used by test_distribute). Usage: dist_worker.py MODULE ARGS... (MODULE: train or
+anomaly.train); LOGICAL_CPUS=N splits the CPU into N devices first."""
 
+import importlib
 import os
 import sys
 
@@ -12,6 +15,4 @@ if __name__ == "__main__":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * int(os.environ["LOGICAL_CPUS"]))
-    import train
-
-    sys.exit(train.main(sys.argv[1:]))
+    sys.exit(importlib.import_module(sys.argv[1]).main(sys.argv[2:]))

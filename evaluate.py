@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from config import CliParser, UserError, run_cli  # noqa: E402
-from model import predict_frames, rollout  # noqa: E402
+from model import forecast, predict_frames, rollout  # noqa: E402
 
 METRIC_NAMES = ("psnr", "ssim", "mse", "mae", "mse_frame", "mae_frame")
 
@@ -45,6 +45,8 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--context", type=int, default=10, help="true frames before the rollout")
     p.add_argument("--horizon", type=int, default=10, help="frames forecast in the rollout")
+    p.add_argument("--protocols", default="both", choices=["both", "next_frame", "rollout"],
+                   help="both share one stepwise pass (the rollout branches off after the context)")
     p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
     return p.parse_args(argv)
 
@@ -83,6 +85,23 @@ def test_videos(args, seq_len: int = 20, num_digits: int = 2):
                   "seed": args.seed}
 
 
+_METRIC_FN = []
+
+
+def batch_metrics(truth, pred) -> dict:
+    """`metrics.frame_metrics` of (B, T, H, W, C) frames as {name: (B, T)}, computed
+    by `metrics.frame_metrics_tensor` in one compiled graph (float32; equal to the
+    NumPy reference within 2e-5, tests/test_metrics.py)."""
+    if not _METRIC_FN:
+        import tensorflow as tf
+
+        import metrics
+
+        _METRIC_FN.append(tf.function(metrics.frame_metrics_tensor, reduce_retracing=True))
+    vals = _METRIC_FN[0](np.asarray(truth, np.float32), np.asarray(pred, np.float32))
+    return {k: np.asarray(v, np.float64).reshape(truth.shape[:2]) for k, v in vals.items()}
+
+
 class Accumulator:
     """Sums per-position metric values over batches."""
 
@@ -90,9 +109,7 @@ class Accumulator:
         self.sums, self.n = {}, 0
 
     def add(self, name, truth, pred):
-        import metrics
-
-        vals = metrics.frame_metrics(truth, pred)  # each (B, T)
+        vals = batch_metrics(truth, pred)  # each (B, T)
         acc = self.sums.setdefault(name, {k: 0.0 for k in METRIC_NAMES})
         for k in METRIC_NAMES:
             acc[k] = acc[k] + vals[k].sum(axis=0)
@@ -113,32 +130,47 @@ def summarise(per_pos: dict) -> dict:
             for name, m in per_pos.items()}
 
 
-def evaluate(net, videos, batch_size=32, context=10, horizon=10):
-    """Next-frame and rollout metrics for `net` and the baselines on uint8 videos."""
+def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both"):
+    """Next-frame and/or rollout metrics for `net` and the baselines on uint8 videos.
+
+    With both protocols the network makes one stepwise pass per batch
+    (`model.forecast`): the rollout branches off after the context frames."""
     import data
 
     t = videos.shape[1]
     if t < 2:
         raise UserError("test sequences need at least 2 frames")
-    do_rollout = context + horizon <= t and context >= 1
+    can_rollout = context + horizon <= t and context >= 1 and horizon >= 1
+    do_next = protocols in ("both", "next_frame")
+    do_rollout = protocols in ("both", "rollout") and can_rollout
+    if protocols == "rollout" and not can_rollout:
+        raise UserError(f"--context {context} + --horizon {horizon} needs sequences of at least "
+                        f"{context + horizon} frames (these have {t})")
     nf, ro = Accumulator(), Accumulator()
     n = len(videos)
     t0 = time.time()
     for i in range(0, n, batch_size):
         v = data.to_float(videos[i:i + batch_size])
-        x, y = v[:, :-1], v[:, 1:]
-        p = predict_frames(net, x)
-        nf.add("model", y, p)
-        nf.add("copy_last_frame", y, x)
-        nf.add("all_black", y, np.zeros_like(y))
+        if do_next and do_rollout:
+            p, r = forecast(net, v, context, horizon)
+        elif do_next:
+            p = predict_frames(net, v[:, :-1])
+        else:
+            r = rollout(net, v[:, :context], horizon)
+        if do_next:
+            x, y = v[:, :-1], v[:, 1:]
+            nf.add("model", y, p)
+            nf.add("copy_last_frame", y, x)
+            nf.add("all_black", y, np.zeros_like(y))
         if do_rollout:
             ctx, fut = v[:, :context], v[:, context:context + horizon]
-            r = rollout(net, ctx, horizon)
             ro.add("model", fut, r)
             ro.add("copy_last_frame", fut, np.repeat(ctx[:, -1:], horizon, axis=1))
             ro.add("all_black", fut, np.zeros_like(fut))
     seconds = time.time() - t0
-    out = {"next_frame": summarise(nf.result(n))}
+    out = {}
+    if do_next:
+        out["next_frame"] = summarise(nf.result(n))
     if do_rollout:
         out[f"rollout_{context}_{horizon}"] = summarise(ro.result(n))
     return out, seconds
@@ -155,11 +187,12 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
                            "Next-frame prediction (each forecast from the true frames before it)",
                            first_index=1)
     plots.write_gif(plots.side_by_side([y[0], p[0]]), os.path.join(out, "comparison.gif"))
-    nf = results["next_frame"]
-    frames = np.arange(2, videos.shape[1] + 1) - 1
-    curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in ("psnr", "ssim", "mse_frame")}
-    plots.per_step_curves(frames, curves, os.path.join(out, "next_frame_metrics.png"),
-                          f"next-frame metrics per frame index ({where})")
+    if "next_frame" in results:
+        nf = results["next_frame"]
+        frames = np.arange(2, videos.shape[1] + 1) - 1
+        curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in ("psnr", "ssim", "mse_frame")}
+        plots.per_step_curves(frames, curves, os.path.join(out, "next_frame_metrics.png"),
+                              f"next-frame metrics per frame index ({where})")
     key = f"rollout_{context}_{horizon}"
     if key in results:
         ctx, fut = v[:, :context], v[:, context:context + horizon]
@@ -196,7 +229,8 @@ def main(argv=None) -> int:
         if not args.data and args.sequences == 0:
             raise UserError("--sequences 0 (all) needs --data")
         videos, desc = test_videos(args, seq_len=20, num_digits=cfg.train.num_digits if cfg else 2)
-        results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon)
+        results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon,
+                                    args.protocols)
         report = {"checkpoint": os.path.abspath(args.checkpoint),
                   "config": cfg.to_dict() if cfg else None,
                   "data": desc, "data_range": 1.0,

@@ -130,16 +130,29 @@ def psnr_tensor(y_true, y_pred, data_range: float = 1.0):
     return ops.minimum(v, PSNR_MAX_DB)
 
 
+def band_matrix(n: int, size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    """(n - size + 1, n) matrix G with G @ v = 'valid' Gaussian filtering of v (length n)."""
+    g = gaussian_window(size, sigma)
+    m = np.zeros((n - size + 1, n))
+    for i in range(n - size + 1):
+        m[i, i:i + size] = g
+    return m
+
+
 def ssim_tensor(y_true, y_pred, data_range: float = 1.0, size: int = 11, sigma: float = 1.5):
-    """SSIM per frame with Keras ops, the same formula as `ssim`: (..., H, W, C) -> (M,)."""
+    """SSIM per frame with Keras ops, the same formula as `ssim`: (..., H, W, C) -> (M,).
+
+    The separable Gaussian filter is two matrix products, Gh @ X @ Gw^T, with
+    banded matrices (`band_matrix`): several times faster on a CPU than a
+    depthwise convolution, and the same numbers."""
     a, b = _frames(y_true), _frames(y_pred)
-    c = a.shape[-1]
-    g = gaussian_window(size, sigma).astype("float32")
-    kv = ops.convert_to_tensor(np.tile(g.reshape(size, 1, 1, 1), (1, 1, c, 1)))
-    kh = ops.convert_to_tensor(np.tile(g.reshape(1, size, 1, 1), (1, 1, c, 1)))
+    h, w = a.shape[1], a.shape[2]
+    gh = ops.convert_to_tensor(band_matrix(h, size, sigma).astype("float32"))
+    gwt = ops.convert_to_tensor(band_matrix(w, size, sigma).T.astype("float32"))
+    a, b = ops.transpose(a, (0, 3, 1, 2)), ops.transpose(b, (0, 3, 1, 2))  # (M, C, H, W)
 
     def filt(x):
-        return ops.depthwise_conv(ops.depthwise_conv(x, kv, padding="valid"), kh, padding="valid")
+        return ops.matmul(ops.matmul(gh, x), gwt)
 
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mx, my = filt(a), filt(b)
@@ -148,6 +161,16 @@ def ssim_tensor(y_true, y_pred, data_range: float = 1.0, size: int = 11, sigma: 
     sxy = filt(a * b) - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return ops.mean(s, axis=(1, 2, 3))
+
+
+def frame_metrics_tensor(y_true, y_pred) -> dict:
+    """`frame_metrics` with Keras ops in float32 (what evaluate.py runs on large
+    sets): {name: (M,) per frame}, M = the product of the leading dimensions."""
+    a, b = _frames(y_true), _frames(y_pred)
+    d = a - b
+    return {"psnr": psnr_tensor(a, b), "ssim": ssim_tensor(a, b),
+            "mse": ops.mean(d * d, axis=(1, 2, 3)), "mae": ops.mean(ops.abs(d), axis=(1, 2, 3)),
+            "mse_frame": ops.sum(d * d, axis=(1, 2, 3)), "mae_frame": ops.sum(ops.abs(d), axis=(1, 2, 3))}
 
 
 def pixel_accuracy_tensor(y_true, y_pred, threshold: float = 0.5):

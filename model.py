@@ -116,6 +116,16 @@ class CausalConv3D(layers.Conv3D):
     def build(self, input_shape):
         super().build(input_shape)
 
+    def last_output(self, window):
+        """The output at the last time step of `window` (N, kernel_t, H, W, C), the
+        layer's last kernel_t inputs: what `call` gives at that step, computed once
+        instead of for every step of the window (used by the stepwise rollout)."""
+        pads = self._pads()
+        if self.causal:
+            window = ops.cast(window, self.compute_dtype)
+            return super().call(ops.pad(window, [pads[0], (0, 0), *pads[2:]]))
+        return self.call(window)[:, -1:]
+
     def compute_output_shape(self, s):
         return (*s[:-1], self.filters)
 
@@ -205,7 +215,8 @@ def rollout_naive(net, context, horizon: int) -> np.ndarray:
 def _stepper(net):
     """A compiled function that runs `net` one frame at a time with explicit
     ConvLSTM states and a buffer of the head's last `kernel_t` inputs:
-    (context (N, C, H, W, ch), horizon) -> forecasts (N, horizon, H, W, ch)."""
+    (frames (N, T, H, W, ch), context, horizon) -> (next-frame forecasts
+    (N, T-1, ...), rollout (N, horizon, ...)); see `forecast`."""
     fn = getattr(net, "_rollout_fn", None)
     if fn is not None:
         return fn
@@ -237,15 +248,19 @@ def _stepper(net):
             new_states.append((h, c))
             x = relu(bn(h[:, None], training=False))[:, 0]  # BN was built for 5-D input
         buf = tf.concat([buf[:, 1:], tf.cast(x, buf.dtype)[:, None]], axis=1)
-        y = head(buf)[:, -1:]
+        y = head.last_output(buf)
         if d2s is not None:
             y = d2s(y)
         return tf.cast(y[:, 0], tf.float32), new_states, buf
 
     @tf.function(reduce_retracing=True)
-    def run(context, horizon):
-        n = tf.shape(context)[0]
-        x0 = context[:, :1]
+    def run(frames, context, horizon):
+        """True frames 0..T-2 in, one at a time: their next-frame forecasts
+        (N, T-1, ...); and, branching off the state after true frame `context`-1,
+        `horizon` autoregressive forecasts (N, horizon, ...)."""
+        n = tf.shape(frames)[0]
+        n_true = tf.shape(frames)[1] - 1
+        x0 = frames[:, :1]
         if s2d is not None:
             x0 = s2d(x0)
         gh, gw = x0.shape[2], x0.shape[3]
@@ -254,15 +269,23 @@ def _stepper(net):
             z = tf.zeros(tf.stack([n, gh, gw, lstm.filters]), lstm.compute_dtype)
             states.append((z, z))
         buf = tf.zeros(tf.stack([n, kt, gh, gw, blocks[-1][0].filters]), blocks[-1][2].compute_dtype)
-        y, states, buf = step(context[:, 0], states, buf)
-        for t in tf.range(1, tf.shape(context)[1]):
-            y, states, buf = step(context[:, t], states, buf)
-        out = tf.TensorArray(tf.float32, size=horizon)
+        nf = tf.TensorArray(tf.float32, size=n_true)
+        y, states, buf = step(frames[:, 0], states, buf)
+        nf = nf.write(0, y)
+        for t in tf.range(1, context):
+            y, states, buf = step(frames[:, t], states, buf)
+            nf = nf.write(t, y)
+        y_ro, states_ro, buf_ro = y, states, buf
+        for t in tf.range(context, n_true):
+            y, states, buf = step(frames[:, t], states, buf)
+            nf = nf.write(t, y)
+        ro = tf.TensorArray(tf.float32, size=horizon)
         for k in tf.range(horizon):
-            out = out.write(k, y)
+            ro = ro.write(k, y_ro)
             if k + 1 < horizon:
-                y, states, buf = step(y, states, buf)
-        return tf.transpose(out.stack(), (1, 0, 2, 3, 4))
+                y_ro, states_ro, buf_ro = step(y_ro, states_ro, buf_ro)
+        nf = tf.transpose(nf.stack(), (1, 0, 2, 3, 4))
+        return nf, tf.transpose(ro.stack(), (1, 0, 2, 3, 4))
 
     net._rollout_fn = run
     return run
@@ -284,4 +307,28 @@ def rollout(net, context, horizon: int) -> np.ndarray:
         run = _stepper(net)
     except ValueError:
         return rollout_naive(net, context, horizon)
-    return np.asarray(run(context, horizon), np.float32)
+    # one extra (zero) frame: the stepper consumes frames 0..T-2 as true inputs
+    frames = np.concatenate([context, np.zeros_like(context[:, :1])], axis=1)
+    return np.asarray(run(frames, len(context[0]), horizon)[1], np.float32)
+
+
+def forecast(net, frames, context: int, horizon: int):
+    """Both evaluation protocols in one stepwise pass over float32 frames (N, T, H, W, C):
+
+    Returns:
+        (next_frame, rollout): next_frame (N, T-1, H, W, C), output t forecasts
+        frame t+1 from true frames 0..t (as `predict_frames`); rollout
+        (N, horizon, H, W, C), forecasts of frames context..context+horizon-1
+        from true frames 0..context-1 only (as `rollout`). The rollout
+        branches off the next-frame pass after frame context-1, so both cost
+        T-1 + horizon-1 frame steps instead of T-1 + context + horizon-1.
+    """
+    frames = np.asarray(frames, np.float32)
+    if not 1 <= context <= frames.shape[1] - 1 or horizon < 1:
+        raise ValueError(f"need 1 <= context <= T-1 (T={frames.shape[1]}) and horizon >= 1")
+    try:
+        run = _stepper(net)
+    except ValueError:
+        return predict_frames(net, frames[:, :-1]), rollout_naive(net, frames[:, :context], horizon)
+    nf, ro = run(frames, context, horizon)
+    return np.asarray(nf, np.float32), np.asarray(ro, np.float32)

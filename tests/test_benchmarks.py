@@ -54,3 +54,20 @@ def test_time_to_quality_from_a_run_with_keras_stdout(tmp_path):
     log = time_to_quality.load_run_log(str(tmp_path))
     np.testing.assert_allclose(log["elapsed_min"], [2.0, 3.0])
     assert time_to_quality.summarise(log, 0.9)["minutes_to_target"] == 3.0
+
+
+def test_eval_throughput_runs_on_a_tiny_model(tmp_path, mnist_dir, capsys):
+    import json
+
+    import eval_throughput
+
+    from config import ModelConfig
+    from model import build_model
+
+    path = str(tmp_path / "m.keras")
+    build_model(ModelConfig(filters=(4,), kernel_sizes=(3,), patch_size=4)).save(path)
+    eval_throughput.main(["--checkpoint", path, "--mnist", mnist_dir, "--sequences", "5", "--batch-size", "2"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["sequences"] == 5 and out["frames_per_s"] == pytest.approx(10 * out["sequences_per_s"], rel=0.01)
+    assert set(out["model"]) == {"rollout_10_10"} and 0 < out["model"]["rollout_10_10"]["ssim"] <= 1
+    assert out["peak_rss_mb"] > 0 and isinstance(out["target_met"], bool)

@@ -74,3 +74,25 @@ def test_pixel_accuracy_by_hand_and_keras_twin():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="share a shape"):
         metrics.mse(np.zeros((2, 4, 4, 1)), np.zeros((2, 4, 5, 1)))
+
+
+def test_band_matrix_filters_like_the_separable_reference():
+    g = metrics.gaussian_window(11, 1.5)
+    m = metrics.band_matrix(16)
+    v = np.arange(16.0)
+    assert m.shape == (6, 16)
+    np.testing.assert_allclose(m @ v, [g @ v[i:i + 11] for i in range(6)])
+    np.testing.assert_allclose(m.sum(axis=1), 1.0)
+
+
+def test_frame_metrics_tensor_matches_numpy():
+    rng = np.random.default_rng(3)
+    a = rng.random((2, 3, 16, 20, 2)).astype("float32")
+    b = np.clip(a + rng.normal(0, 0.1, a.shape), 0, 1).astype("float32")
+    b[0, 0] = a[0, 0]  # an exact match: PSNR at the cap, SSIM 1
+    ref = metrics.frame_metrics(a, b)
+    got = metrics.frame_metrics_tensor(a, b)
+    assert set(got) == set(ref)
+    for k in ref:
+        np.testing.assert_allclose(np.asarray(got[k]).reshape(2, 3), ref[k], rtol=2e-5, atol=2e-5, err_msg=k)
+    assert np.asarray(got["ssim"])[0] == pytest.approx(1.0, abs=1e-6)

@@ -133,3 +133,25 @@ def test_stepwise_rollout_equals_rerunning_the_sequence(cfg):
     np.testing.assert_allclose(fast, slow, rtol=0, atol=tol)
     # first forecast = the network's own next-frame output after the context
     np.testing.assert_allclose(fast[:, 0], np.asarray(net(ctx, training=False))[:, -1], rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("cfg", [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16",
+                                                           frame_size=16)], ids=["fp32", "patch4-bf16"])
+def test_fused_forecast_equals_both_protocols(cfg):
+    from model import forecast, predict_frames, rollout
+
+    net = build_model(cfg)
+    v = np.random.default_rng(1).random((2, 7, cfg.frame_size, cfg.frame_size, 1)).astype("float32")
+    nf, ro = forecast(net, v, context=3, horizon=5)
+    assert nf.shape == (2, 6, cfg.frame_size, cfg.frame_size, 1) and ro.shape[1] == 5
+    tol = 1e-6 if cfg.precision == "float32" else 1e-3
+    np.testing.assert_allclose(nf, predict_frames(net, v[:, :-1]), rtol=0, atol=tol)
+    np.testing.assert_allclose(ro, rollout(net, v[:, :3], 5), rtol=0, atol=tol)
+    # the rollout reads only the context: changing later true frames changes nothing in it
+    w = v.copy()
+    w[:, 3:] = 1.0 - w[:, 3:]
+    nf2, ro2 = forecast(net, w, context=3, horizon=5)
+    np.testing.assert_array_equal(ro2, ro)
+    np.testing.assert_array_equal(nf2[:, :3], nf[:, :3])
+    with pytest.raises(ValueError, match="context"):
+        forecast(net, v, context=7, horizon=2)

@@ -172,7 +172,7 @@ def build_model(config: ModelConfig | None = None, name: str = "convlstm_predict
     inputs = keras.Input((None, s, s, c), name="frames")
     x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(inputs) if p > 1 else inputs
     for i, (f, k) in enumerate(zip(cfg.filters, cfg.kernel_sizes)):
-        x = convlstm_block(x, f, k, name=f"block{i}", dtype=policy)
+        x = convlstm_block(x, f, k, name=f"block{i}", dtype=policy, bn_momentum=cfg.bn_momentum)
     x = CausalConv3D(c * p * p, tuple(cfg.head_kernel), causal=cfg.causal, activation="sigmoid",
                      dtype="float32", name="head")(x)
     if p > 1:

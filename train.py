@@ -51,6 +51,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--patch-size", type=int, default=None, help="space-to-depth factor (1 = full frames)")
     p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--filters", default=None, help="comma-separated filters per ConvLSTM layer")
+    p.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm moving-average momentum")
     p.add_argument("--feedback-passes", type=int, default=None,
                    help="extra passes feeding the model its own forecasts after --context-frames")
     p.add_argument("--context-frames", type=int, default=None)
@@ -72,7 +73,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def config_from_args(args) -> Config:
     cfg = preset_config(args.preset)
-    m = {"patch_size": args.patch_size, "precision": args.precision}
+    m = {"patch_size": args.patch_size, "precision": args.precision, "bn_momentum": args.bn_momentum}
     if args.filters:
         m["filters"] = tuple(int(f) for f in args.filters.split(","))
         if len(m["filters"]) != len(cfg.model.kernel_sizes):

@@ -20,7 +20,7 @@ import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, run_cli  # noqa: E402
+from config import CliParser, UserError, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -29,6 +29,7 @@ def main(argv=None) -> int:
     p.add_argument("--videos", required=True, help="glob of held-out normal clips")
     p.add_argument("--percentile", type=float, default=None, help="default: the model's")
     p.add_argument("--score", default=None, choices=["mean", "local"], help="default: the model's")
+    p.add_argument("--smooth", type=int, default=None, help="frames of causal max smoothing (default: the model's)")
     args = p.parse_args(argv)
     def run():
         import plots
@@ -39,6 +40,10 @@ def main(argv=None) -> int:
         meta = det.metas[0]
         if args.score:
             det.score = meta["score"] = args.score
+        if args.smooth is not None:
+            if args.smooth < 1:
+                raise UserError("--smooth must be >= 1")
+            det.smooth = meta["smooth"] = args.smooth
         pct = args.percentile if args.percentile is not None else meta["percentile"]
         scores = np.concatenate([det.score_frames(read_video(v)) for v in expand_videos(args.videos)])
         meta["threshold"] = percentile_threshold(scores, pct)

@@ -33,6 +33,8 @@ def parse_args(argv=None):
     p.add_argument("--labels", default=None, help="per-frame 0/1 labels (one per line) to draw")
     p.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
     p.add_argument("--stride", type=int, default=None, help="score a window every N frames")
+    p.add_argument("--smooth", type=int, default=None,
+                   help="max over the last N frames' scores (default: the model's; 1 = off)")
     p.add_argument("--gif", action="store_true", help="also write annotated.gif")
     return p.parse_args(argv)
 
@@ -107,6 +109,10 @@ def main(argv=None) -> int:
             if args.stride < 1:
                 raise UserError("--stride must be >= 1")
             det.stride = args.stride
+        if args.smooth is not None:
+            if args.smooth < 1:
+                raise UserError("--smooth must be >= 1")
+            det.smooth = args.smooth
         labels = read_labels(args.labels) if args.labels else None
         os.makedirs(args.out, exist_ok=True)
         if not os.access(args.out, os.W_OK):

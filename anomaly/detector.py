@@ -7,7 +7,10 @@ frame either as the mean over all pixels ("mean") or as the largest mean over
 the cells of an 8x8 grid ("local": a small region moving wrongly, such as one
 runner, is not diluted by the rest of the frame). The
 window is scored every `stride` frames; in streaming, frames in between get the
-latest score, and frames before the first full window get none.
+latest score, and frames before the first full window get none. Finally the
+frame score is the maximum of those scores over the last `smooth` frames
+(causal: a burst of abnormal motion keeps the alarm up for `smooth` frames
+instead of flickering with each window; `smooth` 1 turns it off).
 """
 
 from __future__ import annotations
@@ -51,6 +54,20 @@ def reduce_error_map(err: np.ndarray, how: str) -> np.ndarray:
     raise ValueError(f"score must be one of {SCORES}, got {how!r}")
 
 
+def causal_max(scores: np.ndarray, n: int) -> np.ndarray:
+    """Maximum of each frame's score and the n-1 before it, NaNs ignored (NaN where
+    all n are NaN); what streaming gives frame by frame."""
+    s = np.asarray(scores, np.float64)
+    if n <= 1:
+        return s.copy()
+    out = np.full_like(s, np.nan)
+    for t in range(len(s)):
+        seg = s[max(0, t - n + 1):t + 1]
+        if np.isfinite(seg).any():
+            out[t] = np.nanmax(seg)
+    return out
+
+
 def percentile_threshold(errors, percentile: float) -> float:
     """The `percentile` of held-out normal frame errors (NaNs ignored)."""
     e = np.asarray(errors, np.float64)
@@ -83,6 +100,7 @@ class Detector:
         self.stride = int(m0.get("stride", 1))
         self.threshold = float(np.mean([m["threshold"] for m in self.metas]))
         self.score = m0.get("score", "mean")
+        self.smooth = int(m0.get("smooth", 1))
         self._detector = detector
         self._fns = []
         self.reset()
@@ -150,7 +168,7 @@ class Detector:
             end = s + self.window - 1
             nxt = starts[k + 1] + self.window - 1 if k + 1 < len(starts) else t
             scores[end:nxt] = errs[k, -1]
-        return scores
+        return causal_max(scores, self.smooth)
 
     def score_frames(self, frames) -> np.ndarray:
         """Frame scores of a whole clip of frames (see `score_features`)."""
@@ -168,6 +186,7 @@ class Detector:
         self._buf = []
         self._count = 0
         self._last = None
+        self._recent = []
 
     def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
         """Precomputed features of the next frame: flow (S, S, 2), heatmap (S, S).
@@ -184,7 +203,9 @@ class Detector:
             return None
         if self._last is None or (self._count - self.window) % self.stride == 0:
             self._last = float(self.window_errors(np.stack(self._buf)[None])[0, -1])
-        return self._last > self.threshold, self._last
+        self._recent = (self._recent + [self._last])[-max(1, self.smooth):]
+        score = max(self._recent)
+        return score > self.threshold, score
 
     def add_frame(self, frame: np.ndarray):
         """The next video frame (H, W, 3) uint8 RGB or (H, W) gray. Returns None

@@ -6,7 +6,8 @@ Every video needs per-frame labels, one 0/1 per line, in LABELS/NAME.labels.txt
 (--labels, default: beside the video), e.g. UMN or UCSD ground truth converted
 to that form. Scores are pooled over all videos as they are (no per-video
 normalisation); frames before the first full window are excluded, for the model
-and the baseline alike. Baseline: mean optical-flow magnitude of the frame.
+and the baseline alike. Baseline: mean optical-flow magnitude of the frame,
+with the detector's temporal smoothing (--smooth) applied to it too.
 Writes OUT/metrics.json, OUT/roc.png and one score plot per video.
 """
 
@@ -30,6 +31,8 @@ def parse_args(argv=None):
     p.add_argument("--labels", default=None, help="folder of NAME.labels.txt (default: beside each video)")
     p.add_argument("--out", default=os.path.join("results", "anomaly"))
     p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
+    p.add_argument("--smooth", type=int, default=None,
+                   help="max over the last N frames' scores (default: the model's; 1 = off)")
     return p.parse_args(argv)
 
 
@@ -44,7 +47,7 @@ def main(argv=None) -> int:
         import plots
         from anomaly import scoring
         from anomaly.detect import plot_scores
-        from anomaly.detector import Detector
+        from anomaly.detector import Detector, causal_max
         from anomaly.synthetic import read_labels
         from anomaly.video import expand_videos, read_video
 
@@ -53,6 +56,10 @@ def main(argv=None) -> int:
             if args.stride < 1:
                 raise UserError("--stride must be >= 1")
             det.stride = args.stride
+        if args.smooth is not None:
+            if args.smooth < 1:
+                raise UserError("--smooth must be >= 1")
+            det.smooth = args.smooth
         paths = expand_videos(args.videos)
         os.makedirs(args.out, exist_ok=True)
         all_s, all_b, all_y, per_video = [], [], [], {}
@@ -65,7 +72,8 @@ def main(argv=None) -> int:
             raw = det.features(read_video(p))
             if len(labels) != len(raw):
                 raise UserError(f"{lp}: {len(labels)} labels for {len(raw)} frames")
-            s, b = det.score_features(raw), flow_magnitude(raw)
+            s = det.score_features(raw)
+            b = causal_max(flow_magnitude(raw), det.smooth)  # the same temporal smoothing
             keep = np.isfinite(s)
             all_s.append(s[keep])
             all_b.append(b[keep])
@@ -74,7 +82,8 @@ def main(argv=None) -> int:
                                "flagged": int(np.sum(s[keep] > det.threshold))}
             plot_scores(os.path.join(args.out, f"scores_{stem}.png"), s, det.threshold, labels, stem)
         s, b, y = np.concatenate(all_s), np.concatenate(all_b), np.concatenate(all_y)
-        res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score, "model": scoring.report(s, y),
+        res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score,
+               "smooth": det.smooth, "model": scoring.report(s, y),
                "baseline_mean_flow_magnitude": scoring.report(b, y),
                "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
                                 "fpr": float(np.mean(s[y == 0] > det.threshold))},

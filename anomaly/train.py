@@ -41,6 +41,9 @@ def parse_args(argv=None):
     p.add_argument("--val-fraction", type=float, default=0.2)
     p.add_argument("--score", default="mean", choices=["mean", "local"],
                    help="frame score: mean error over the frame, or the worst 8x8-grid cell (local)")
+    p.add_argument("--smooth", type=int, default=8,
+                   help="frame score = max over the last N frames' window scores (1 = off; 8 chosen on "
+                        "the synthetic benchmark's validation clips)")
     p.add_argument("--flow", default="farneback", choices=["farneback", "dis"])
     p.add_argument("--augment", type=int, default=0,
                    help="augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
@@ -97,6 +100,8 @@ def train(args) -> dict:
 
     if args.sequence_length < 2 or args.stride < 1 or args.epochs < 1 or args.batch_size < 1:
         raise UserError("--sequence-length must be >= 2 and --stride, --epochs, --batch-size >= 1")
+    if args.smooth < 1:
+        raise UserError("--smooth must be >= 1")
     if not 0 < args.percentile < 100 or not 0 < args.val_fraction < 1:
         raise UserError("--percentile must be in (0, 100) and --val-fraction in (0, 1)")
     paths = expand_videos(args.videos)
@@ -140,7 +145,7 @@ def train(args) -> dict:
     best = int(np.argmin(hist.history["val_loss"]))
     meta = {"features": fcfg.to_dict(), "normalizer": {"mean": norm.mean, "std": norm.std},
             "window": w, "stride": args.stride, "threshold": None, "percentile": args.percentile,
-            "score": args.score,
+            "score": args.score, "smooth": args.smooth,
             "autoencoder": cfg.to_dict(), "preset": args.preset,
             "train_loss": float(hist.history["loss"][best]), "val_loss": float(hist.history["val_loss"][best]),
             "epoch": best + 1, "epochs_run": len(hist.history["loss"]),

@@ -117,6 +117,29 @@ def test_streaming_window_logic_matches_offline_scoring():
         det.add_features(np.zeros((S, S, 1)), np.zeros((S, S)))
 
 
+def test_causal_max_by_hand():
+    from anomaly.detector import causal_max
+
+    s = np.array([np.nan, np.nan, 1.0, 3.0, 2.0, 0.5, 0.1])
+    np.testing.assert_array_equal(causal_max(s, 2), [np.nan, np.nan, 1, 3, 3, 2, 0.5])
+    np.testing.assert_array_equal(causal_max(s, 3), [np.nan, np.nan, 1, 3, 3, 3, 2])
+    np.testing.assert_array_equal(causal_max(s, 1), s)
+
+
+def test_streaming_with_smoothing_matches_offline_scoring():
+    det, _, _ = _detector(window=4, stride=1)
+    det.smooth = 3
+    raw = np.random.default_rng(1).normal(size=(10, S, S, 3)).astype(np.float32)
+    streamed = np.array([np.nan if o is None else o[1] for o in (det.add_features(f[..., :2], f[..., 2])
+                                                                   for f in raw)])
+    offline = det.score_features(raw)
+    np.testing.assert_allclose(streamed, offline, rtol=1e-5, equal_nan=True)
+    det.smooth = 1
+    unsmoothed = det.score_features(raw)
+    assert np.all(offline[3:] >= unsmoothed[3:] - 1e-9) and np.any(offline[3:] > unsmoothed[3:])
+    np.testing.assert_allclose(offline[5], np.max(unsmoothed[3:6]), rtol=1e-6)
+
+
 def test_add_frame_runs_features():
     det, _, _ = _detector(window=2, stride=1)
     frames = _blob_frames(n=3, size=64)

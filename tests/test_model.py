@@ -155,3 +155,16 @@ def test_fused_forecast_equals_both_protocols(cfg):
     np.testing.assert_array_equal(nf2[:, :3], nf[:, :3])
     with pytest.raises(ValueError, match="context"):
         forecast(net, v, context=7, horizon=2)
+
+
+def test_bn_momentum_reaches_the_layers_and_old_configs_read_as_keras_default():
+    import json
+
+    from config import Config, preset_config
+
+    net = build_model(dataclasses.replace(TINY, bn_momentum=0.9))
+    assert [l.momentum for l in net.layers if l.name.endswith("_bn")] == [0.9] * 3
+    assert preset_config("cpu").model.bn_momentum == 0.9 and preset_config("seed").model.bn_momentum == 0.99
+    d = json.loads(preset_config("cpu").to_json())
+    del d["model"]["bn_momentum"]  # a config.json written before the field existed
+    assert Config.from_dict(d).model.bn_momentum == 0.99

@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError  # noqa: E402
+from config import CliParser, UserError, run_cli  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
 
@@ -162,14 +162,12 @@ def train(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+
+    def run():
         meta = train(args)
-    except (UserError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"saved {args.out}: threshold {meta['threshold']:.4f} ({meta['percentile']:g}th percentile of "
-          f"held-out normal errors), val_loss {meta['val_loss']:.4f} at epoch {meta['epoch']}")
-    return 0
+        print(f"saved {args.out}: threshold {meta['threshold']:.4f} ({meta['percentile']:g}th percentile of "
+              f"held-out normal scores), val_loss {meta['val_loss']:.4f} at epoch {meta['epoch']}")
+    return run_cli(run, ValueError, OSError)
 
 
 if __name__ == "__main__":

@@ -105,6 +105,9 @@ def train(args) -> dict:
     if not 0 < args.percentile < 100 or not 0 < args.val_fraction < 1:
         raise UserError("--percentile must be in (0, 100) and --val-fraction in (0, 1)")
     paths = expand_videos(args.videos)
+    strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow work
+    out = distribute.chief_out(args.out, strategy)
+    replicas = strategy.num_replicas_in_sync
     clips = [read_video(p, args.max_frames) for p in paths]
     tr_clips, va_clips = split_clips(clips, args.val_fraction)
     rng = np.random.default_rng(args.seed)
@@ -124,9 +127,6 @@ def train(args) -> dict:
     import dataclasses
 
     cfg = dataclasses.replace(AE_PRESETS[args.preset], window=w, image_size=args.image_size)
-    strategy = distribute.make_strategy(args.strategy)
-    out = distribute.chief_out(args.out, strategy)
-    replicas = strategy.num_replicas_in_sync
     keras.utils.set_random_seed(args.seed)
     with strategy.scope():
         ae = build_autoencoder(cfg)

@@ -20,7 +20,7 @@ import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError, run_cli  # noqa: E402
+from config import CliParser, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -33,22 +33,22 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     def run():
         import plots
+        from anomaly.detect import apply_overrides
         from anomaly.detector import META, Detector, percentile_threshold
         from anomaly.video import expand_videos, read_video
 
-        det = Detector.load(args.model)
+        det = apply_overrides(Detector.load(args.model), args)
         meta = det.metas[0]
         if args.score:
             det.score = meta["score"] = args.score
         if args.smooth is not None:
-            if args.smooth < 1:
-                raise UserError("--smooth must be >= 1")
-            det.smooth = meta["smooth"] = args.smooth
+            meta["smooth"] = det.smooth
         pct = args.percentile if args.percentile is not None else meta["percentile"]
-        scores = np.concatenate([det.score_frames(read_video(v)) for v in expand_videos(args.videos)])
+        videos = expand_videos(args.videos)
+        scores = np.concatenate([det.score_frames(read_video(v)) for v in videos])
         meta["threshold"] = percentile_threshold(scores, pct)
         meta["percentile"] = pct
-        meta["calibrated_on"] = expand_videos(args.videos)
+        meta["calibrated_on"] = videos
         plots.write_json(meta, os.path.join(args.model, META))
         print(f"threshold {meta['threshold']:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
               f"frame scores ({meta.get('score', 'mean')})")

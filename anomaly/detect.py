@@ -39,6 +39,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def apply_overrides(det, args):
+    """The command line's --threshold, --stride and --smooth (those it has and
+    were given) replace the detector's saved settings; returns `det`."""
+    for flag in ("stride", "smooth"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < 1:
+                raise UserError(f"--{flag} must be >= 1")
+            setattr(det, flag, value)
+    if getattr(args, "threshold", None) is not None:
+        det.threshold = args.threshold
+    return det
+
+
 def stream(det, source: str):
     """Runs the streaming API over a video: (scores with NaN before the first
     window, flags, frames (for annotation), frames per second)."""
@@ -102,17 +116,7 @@ def main(argv=None) -> int:
         from anomaly.synthetic import read_labels
         from anomaly.video import write_video
 
-        det = Detector.load(args.model)
-        if args.threshold is not None:
-            det.threshold = args.threshold
-        if args.stride is not None:
-            if args.stride < 1:
-                raise UserError("--stride must be >= 1")
-            det.stride = args.stride
-        if args.smooth is not None:
-            if args.smooth < 1:
-                raise UserError("--smooth must be >= 1")
-            det.smooth = args.smooth
+        det = apply_overrides(Detector.load(args.model), args)
         labels = read_labels(args.labels) if args.labels else None
         os.makedirs(args.out, exist_ok=True)
         if not os.access(args.out, os.W_OK):

@@ -46,20 +46,12 @@ def main(argv=None) -> int:
     def run():
         import plots
         from anomaly import scoring
-        from anomaly.detect import plot_scores
+        from anomaly.detect import apply_overrides, plot_scores
         from anomaly.detector import Detector, causal_max
         from anomaly.synthetic import read_labels
         from anomaly.video import expand_videos, read_video
 
-        det = Detector.load(args.model)
-        if args.stride is not None:
-            if args.stride < 1:
-                raise UserError("--stride must be >= 1")
-            det.stride = args.stride
-        if args.smooth is not None:
-            if args.smooth < 1:
-                raise UserError("--smooth must be >= 1")
-            det.smooth = args.smooth
+        det = apply_overrides(Detector.load(args.model), args)
         paths = expand_videos(args.videos)
         os.makedirs(args.out, exist_ok=True)
         all_s, all_b, all_y, per_video = [], [], [], {}

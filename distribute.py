@@ -63,6 +63,16 @@ def strategy_name(strategy) -> str:
     return type(strategy).__name__
 
 
+def global_batch(strategy, batch_size: int) -> int:
+    """The global batch for a per-replica `batch_size`; says so when there are
+    several replicas."""
+    replicas = strategy.num_replicas_in_sync
+    if replicas > 1:
+        print(f"{strategy_name(strategy)}: {replicas} replicas, global batch {batch_size * replicas}",
+              flush=True)
+    return batch_size * replicas
+
+
 def worker_info(strategy) -> tuple[int, bool]:
     """(worker index, is chief) of this process; (0, True) outside a multi-worker run."""
     resolver = getattr(strategy, "cluster_resolver", None)

@@ -231,20 +231,21 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
         print(f"note: no GPU found; the seed preset trains at about {SEED_PRESET_SEQ_PER_S_CPU:g} "
               f"sequence/s on a 2-core CPU (~{est:.0f} min per epoch); --preset cpu is the CPU-sized "
               "model (space-to-depth patches + bf16). Carrying on.", flush=True)
-    # Everything that can fail fast does so before any training work.
+    # The strategy first: MultiWorkerMirroredStrategy must exist before any other
+    # TensorFlow work (the perceptual term builds VGG16). Then everything that can
+    # fail fast does so before any training work.
+    strat = strategy if not isinstance(strategy, str) else distribute.make_strategy(strategy)
     loss = losses.CompositeLoss(tr.bce_weight, tr.perceptual_weight, tr.gdl_weight,
                                 perceptual_weights=tr.perceptual_weights,
                                 perceptual_layer=tr.perceptual_layer)
     train_digits = data.load_mnist_digits(mnist, "train")
     val_digits = data.load_mnist_digits(mnist, "val")
-    strat = strategy if not isinstance(strategy, str) else distribute.make_strategy(strategy)
     worker, _ = distribute.worker_info(strat)
     out = distribute.chief_out(out, strat)
     resuming = prepare_out(out, overwrite)
     cfg.save(os.path.join(out, "config.json"))
 
     keras.utils.set_random_seed(tr.seed)
-    replicas = strat.num_replicas_in_sync
     with strat.scope():
         net = build_model(cfg.model)
         model = make_forecaster(net, tr.feedback_passes, tr.context_frames)
@@ -261,12 +262,10 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
         jit = {"auto": "auto", "true": True, "false": False}[str(tr.jit_compile).lower()]
         model.compile(optimizer=keras.optimizers.Adam(tr.lr), loss=loss, jit_compile=jit,
                       metrics=["mae", metrics.PSNR(), metrics.SSIM(), metrics.PixelAccuracy()])
-    global_batch = tr.batch_size * replicas
+    global_batch = distribute.global_batch(strat, tr.batch_size)
     train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed, worker)
     val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)
     val_ds = data.fixed_dataset(val, global_batch)
-    if replicas > 1:
-        print(f"{distribute.strategy_name(strat)}: {replicas} replicas, global batch {global_batch}", flush=True)
     callbacks, budget = make_callbacks(net, out, tr, time_budget_min)
     if resuming:
         print(f"resuming the interrupted run in {out}", flush=True)

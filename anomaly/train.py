@@ -107,7 +107,6 @@ def train(args) -> dict:
     paths = expand_videos(args.videos)
     strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow work
     out = distribute.chief_out(args.out, strategy)
-    replicas = strategy.num_replicas_in_sync
     clips = [read_video(p, args.max_frames) for p in paths]
     tr_clips, va_clips = split_clips(clips, args.val_fraction)
     rng = np.random.default_rng(args.seed)
@@ -131,15 +130,13 @@ def train(args) -> dict:
     with strategy.scope():
         ae = build_autoencoder(cfg)
         ae.compile(optimizer=keras.optimizers.Adam(args.lr), loss="mse")
-    if replicas > 1:
-        print(f"{distribute.strategy_name(strategy)}: {replicas} replicas, global batch {args.batch_size * replicas}",
-              flush=True)
+    batch = distribute.global_batch(strategy, args.batch_size)
     cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, args.patience // 2), factor=0.5),
            keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
            keras.callbacks.TerminateOnNaN()]
     t0 = time.time()
     hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=args.epochs,
-                  batch_size=args.batch_size * replicas,
+                  batch_size=batch,
                   callbacks=cbs, verbose=args.verbose, shuffle=True)
     fit_s = time.time() - t0
     best = int(np.argmin(hist.history["val_loss"]))
@@ -151,7 +148,7 @@ def train(args) -> dict:
             "epoch": best + 1, "epochs_run": len(hist.history["loss"]),
             "train_clips": len(tr_clips), "val_clips": len(va_clips), "videos": paths,
             "feature_seconds": round(feat_s, 1), "fit_seconds": round(fit_s, 1), "seed": args.seed,
-            "replicas": replicas, "global_batch": args.batch_size * replicas}
+            "replicas": strategy.num_replicas_in_sync, "global_batch": batch}
     meta["threshold"] = 0.0
     det = Detector([ae], [meta])
     val_scores = np.concatenate([det.score_features(f) for f in va_feats])

@@ -40,6 +40,14 @@ def _free_ports(n):
     return ports
 
 
+def _on_two_logical_cpus(args):
+    """Runs dist_worker.py ARGS in one process with the CPU split in two devices; its stdout."""
+    env = {**os.environ, "LOGICAL_CPUS": "2"}
+    r = subprocess.run([sys.executable, WORKER, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r.stdout
+
+
 def _two_workers(args):
     """Runs dist_worker.py ARGS as workers 0 and 1 of a loopback cluster; their stdouts."""
     hosts = [f"127.0.0.1:{p}" for p in _free_ports(2)]
@@ -61,11 +69,7 @@ def _two_workers(args):
 
 def test_mirrored_on_two_logical_cpus(tmp_path, mnist_dir):
     out = str(tmp_path / "mirrored")
-    env = {**os.environ, "LOGICAL_CPUS": "2"}
-    r = subprocess.run([sys.executable, WORKER, *_args(out, mnist_dir, "mirrored")], env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "2 replicas, global batch 4" in r.stdout
+    assert "2 replicas, global batch 4" in _on_two_logical_cpus(_args(out, mnist_dir, "mirrored"))
     assert _loads(os.path.join(out, "model.keras"))
 
 
@@ -110,11 +114,8 @@ def _detector_scores(folder, crowd):
 
 def test_anomaly_mirrored_on_two_logical_cpus(tmp_path, crowd):
     out = str(tmp_path / "ae")
-    env = {**os.environ, "LOGICAL_CPUS": "2"}
-    r = subprocess.run([sys.executable, WORKER, *_anomaly_args(crowd, out, "mirrored")], env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "MirroredStrategy: 2 replicas, global batch 4" in r.stdout
+    stdout = _on_two_logical_cpus(_anomaly_args(crowd, out, "mirrored"))
+    assert "MirroredStrategy: 2 replicas, global batch 4" in stdout
     det, scores = _detector_scores(out, crowd)
     assert det.metas[0]["replicas"] == 2 and det.metas[0]["global_batch"] == 4
     assert np.isfinite(scores[~np.isnan(scores)]).all()

@@ -15,6 +15,7 @@ metric plots to --out (default: the checkpoint's folder).
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -85,20 +86,20 @@ def test_videos(args, seq_len: int = 20, num_digits: int = 2):
                   "seed": args.seed}
 
 
-_METRIC_FN = []
+@functools.cache
+def _metric_graph():
+    import tensorflow as tf
+
+    import metrics
+
+    return tf.function(metrics.frame_metrics_tensor, reduce_retracing=True)
 
 
 def batch_metrics(truth, pred) -> dict:
     """`metrics.frame_metrics` of (B, T, H, W, C) frames as {name: (B, T)}, computed
     by `metrics.frame_metrics_tensor` in one compiled graph (float32; equal to the
     NumPy reference within 2e-5, tests/test_metrics.py)."""
-    if not _METRIC_FN:
-        import tensorflow as tf
-
-        import metrics
-
-        _METRIC_FN.append(tf.function(metrics.frame_metrics_tensor, reduce_retracing=True))
-    vals = _METRIC_FN[0](np.asarray(truth, np.float32), np.asarray(pred, np.float32))
+    vals = _metric_graph()(np.asarray(truth, np.float32), np.asarray(pred, np.float32))
     return {k: np.asarray(v, np.float64).reshape(truth.shape[:2]) for k, v in vals.items()}
 
 

@@ -57,6 +57,11 @@ class ModelConfig:
             statistics trail the weights by a few hundred steps, and validation
             (hence checkpoint choice and the LR schedule) sees a worse model than
             training does.
+        input_skip: the head also reads the input frames themselves (space-to-depth
+            patches, concatenated to the last block's output), over the same causal
+            window t-kernel_t+1..t. The stack then only has to model the motion; the
+            digits' pixels reach the head directly. Causal like the rest: frame t+1
+            is never an input of its own forecast. False is the reference model.
     """
 
     filters: tuple = (64, 64, 64)
@@ -68,6 +73,7 @@ class ModelConfig:
     frame_size: int = 64
     channels: int = 1
     bn_momentum: float = 0.99
+    input_skip: bool = False
 
 
 @dataclass

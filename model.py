@@ -154,7 +154,9 @@ def build_model(config: ModelConfig | None = None, name: str = "convlstm_predict
     ConvLSTM2D(64, 3x3) -> BN -> ReLU -> ConvLSTM2D(64, 1x1) -> BN -> ReLU ->
     CausalConv3D(1, 3x3x3, sigmoid), all over the full sequence.
     With `patch_size = p > 1` the stack runs on p x p space-to-depth patches
-    and the head predicts the p*p pixels of each patch.
+    and the head predicts the p*p pixels of each patch. With `input_skip` the
+    head reads the last block's output concatenated with the (patched) input
+    frames.
 
     Args:
         config: a `ModelConfig`; None gives the reference model.
@@ -171,8 +173,11 @@ def build_model(config: ModelConfig | None = None, name: str = "convlstm_predict
     policy = dtype_policy(cfg.precision)
     inputs = keras.Input((None, s, s, c), name="frames")
     x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(inputs) if p > 1 else inputs
+    frames_in = x
     for i, (f, k) in enumerate(zip(cfg.filters, cfg.kernel_sizes)):
         x = convlstm_block(x, f, k, name=f"block{i}", dtype=policy, bn_momentum=cfg.bn_momentum)
+    if cfg.input_skip:
+        x = layers.Concatenate(dtype=policy, name="input_skip")([x, frames_in])
     x = CausalConv3D(c * p * p, tuple(cfg.head_kernel), causal=cfg.causal, activation="sigmoid",
                      dtype="float32", name="head")(x)
     if p > 1:
@@ -234,6 +239,7 @@ def _stepper(net):
     names = {l.name for l in net.layers}
     s2d = net.get_layer("space_to_depth") if "space_to_depth" in names else None
     d2s = net.get_layer("depth_to_space") if "depth_to_space" in names else None
+    skip = net.get_layer("input_skip") if "input_skip" in names else None
     kt = head.kernel_size[0]
 
     def step(frame, states, buf):
@@ -242,11 +248,14 @@ def _stepper(net):
         if s2d is not None:
             x = s2d(x)
         x = x[:, 0]
+        x_in = x
         new_states = []
         for (lstm, bn, relu), (h, c) in zip(blocks, states):
             h, (h, c) = lstm.cell(x, [h, c], training=False)
             new_states.append((h, c))
             x = relu(bn(h[:, None], training=False))[:, 0]  # BN was built for 5-D input
+        if skip is not None:
+            x = tf.concat([x, tf.cast(x_in, x.dtype)], axis=-1)
         buf = tf.concat([buf[:, 1:], tf.cast(x, buf.dtype)[:, None]], axis=1)
         y = head.last_output(buf)
         if d2s is not None:
@@ -268,7 +277,8 @@ def _stepper(net):
         for lstm, _, _ in blocks:
             z = tf.zeros(tf.stack([n, gh, gw, lstm.filters]), lstm.compute_dtype)
             states.append((z, z))
-        buf = tf.zeros(tf.stack([n, kt, gh, gw, blocks[-1][0].filters]), blocks[-1][2].compute_dtype)
+        width = blocks[-1][0].filters + (x0.shape[-1] if skip is not None else 0)
+        buf = tf.zeros(tf.stack([n, kt, gh, gw, width]), blocks[-1][2].compute_dtype)
         nf = tf.TensorArray(tf.float32, size=n_true)
         y, states, buf = step(frames[:, 0], states, buf)
         nf = nf.write(0, y)

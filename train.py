@@ -52,6 +52,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default=None)
     p.add_argument("--filters", default=None, help="comma-separated filters per ConvLSTM layer")
     p.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm moving-average momentum")
+    p.add_argument("--input-skip", choices=["true", "false"], default=None,
+                   help="the head also reads the input frames <= t (see ModelConfig.input_skip)")
     p.add_argument("--feedback-passes", type=int, default=None,
                    help="extra passes feeding the model its own forecasts after --context-frames")
     p.add_argument("--context-frames", type=int, default=None)
@@ -78,6 +80,8 @@ def config_from_args(args) -> Config:
         m["filters"] = tuple(int(f) for f in args.filters.split(","))
         if len(m["filters"]) != len(cfg.model.kernel_sizes):
             raise UserError(f"--filters needs {len(cfg.model.kernel_sizes)} values")
+    if args.input_skip is not None:
+        m["input_skip"] = args.input_skip == "true"
     if args.leaky_head:
         m["causal"] = False
     t = {"seed": args.seed, "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch,

@@ -5,6 +5,8 @@
 Sets the threshold to the --percentile of frame scores on the given normal
 clips (use clips the autoencoder did not train on: anomaly.train's validation
 clips are listed in detector.json), optionally with another --score reduction,
+--smooth, --border or --stride (scoring only; the training stride is kept in
+`train_stride`),
 and rewrites detector.json (written then renamed). Use it to adapt a detector to
 a new camera's normal footage without retraining.
 """
@@ -30,6 +32,8 @@ def main(argv=None) -> int:
     p.add_argument("--percentile", type=float, default=None, help="default: the model's")
     p.add_argument("--score", default=None, choices=["mean", "local"], help="default: the model's")
     p.add_argument("--smooth", type=int, default=None, help="frames of causal max smoothing (default: the model's)")
+    p.add_argument("--border", type=int, default=None, help="pixels left out at each edge (default: the model's)")
+    p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
     args = p.parse_args(argv)
     def run():
         import plots
@@ -39,10 +43,8 @@ def main(argv=None) -> int:
 
         det = apply_overrides(Detector.load(args.model), args)
         meta = det.metas[0]
-        if args.score:
-            det.score = meta["score"] = args.score
-        if args.smooth is not None:
-            meta["smooth"] = det.smooth
+        meta.setdefault("train_stride", meta["stride"])  # detectors saved before the field
+        meta.update(score=det.score, smooth=det.smooth, border=det.border, stride=det.stride)
         pct = args.percentile if args.percentile is not None else meta["percentile"]
         videos = expand_videos(args.videos)
         scores = np.concatenate([det.score_frames(read_video(v)) for v in videos])

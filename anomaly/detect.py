@@ -40,14 +40,21 @@ def parse_args(argv=None):
 
 
 def apply_overrides(det, args):
-    """The command line's --threshold, --stride and --smooth (those it has and
-    were given) replace the detector's saved settings; returns `det`."""
+    """The command line's --threshold, --stride, --smooth, --score and --border
+    (those it has and were given) replace the detector's saved settings; returns `det`."""
     for flag in ("stride", "smooth"):
         value = getattr(args, flag, None)
         if value is not None:
             if value < 1:
                 raise UserError(f"--{flag} must be >= 1")
             setattr(det, flag, value)
+    if getattr(args, "score", None) is not None:
+        det.score = args.score
+    border = getattr(args, "border", None)
+    if border is not None:
+        if not 0 <= 2 * border < det.feature_cfg.image_size:
+            raise UserError(f"--border must be in [0, {det.feature_cfg.image_size // 2})")
+        det.border = border
     if getattr(args, "threshold", None) is not None:
         det.threshold = args.threshold
     return det

@@ -5,7 +5,9 @@ Score of a frame = squared reconstruction error of its normalised features
 (flow x, flow y, density) inside a window of `window` frames, reduced over the
 frame either as the mean over all pixels ("mean") or as the largest mean over
 the cells of an 8x8 grid ("local": a small region moving wrongly, such as one
-runner, is not diluted by the rest of the frame). The
+runner, is not diluted by the rest of the frame). Both can leave out a `border`
+of pixels at each edge (people entering and leaving, and optical flow at the
+image edge, are the least predictable pixels of a normal clip). The
 window is scored every `stride` frames; in streaming, frames in between get the
 latest score, and frames before the first full window get none. Finally the
 frame score is the maximum of those scores over the last `smooth` frames
@@ -41,15 +43,27 @@ def windows(feats: np.ndarray, window: int, stride: int) -> np.ndarray:
 SCORES = ("mean", "local")
 
 
-def reduce_error_map(err: np.ndarray, how: str) -> np.ndarray:
-    """(..., S, S) squared-error maps -> (...,) frame scores."""
+def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
+    """(..., S, S) squared-error maps -> (...,) frame scores.
+
+    Args:
+        err: per-pixel errors, the last two axes the frame.
+        how: "mean" (over the frame) or "local" (the largest mean over cells of
+            S // 8 pixels, the grid starting at the border).
+        border: pixels left out at each edge.
+    """
+    s = err.shape[-1]
+    if border < 0 or 2 * border >= min(err.shape[-2:]):
+        raise ValueError(f"border must be in [0, {min(err.shape[-2:]) // 2}), got {border}")
+    if border:
+        err = err[..., border:err.shape[-2] - border, border:s - border]
     if how == "mean":
         return err.mean(axis=(-2, -1))
     if how == "local":
-        s = err.shape[-1]
         c = max(1, s // 8)
-        g = err[..., : s // c * c, : s // c * c]
-        cells = g.reshape(*g.shape[:-2], s // c, c, s // c, c).mean(axis=(-3, -1))
+        n = err.shape[-1] // c
+        g = err[..., : n * c, : n * c]
+        cells = g.reshape(*g.shape[:-2], n, c, n, c).mean(axis=(-3, -1))
         return cells.max(axis=(-2, -1))
     raise ValueError(f"score must be one of {SCORES}, got {how!r}")
 
@@ -101,6 +115,7 @@ class Detector:
         self.threshold = float(np.mean([m["threshold"] for m in self.metas]))
         self.score = m0.get("score", "mean")
         self.smooth = int(m0.get("smooth", 1))
+        self.border = int(m0.get("border", 0))
         self._detector = detector
         self._fns = []
         self.reset()
@@ -152,7 +167,7 @@ class Detector:
             for j in range(0, len(x), batch):
                 r = self._predict(i, x[j:j + batch])
                 err = np.mean((r - x[j:j + batch]) ** 2, axis=-1)  # (k, W, S, S)
-                out[j:j + batch] += reduce_error_map(err, self.score)
+                out[j:j + batch] += reduce_error_map(err, self.score, self.border)
         return out / len(self.normalizers)
 
     def score_features(self, raw: np.ndarray) -> np.ndarray:

@@ -133,7 +133,7 @@ def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int
 
 def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, n_train: int = 10,
                    n_test_normal: int = 3, n_panic: int = 4, n_runner: int = 4, fps: float = 25.0,
-                   n_val_each: int = 2) -> dict:
+                   n_val_each: int = 6) -> dict:
     """Writes OUT/train/*.mp4 (normal), OUT/val/ (labelled, for design choices such
     as the score reduction) and OUT/test/*.mp4 + *.labels.txt (the reported numbers)."""
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
@@ -158,8 +158,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=160)
     p.add_argument("--train-clips", type=int, default=10)
+    p.add_argument("--val-each", type=int, default=6, help="validation clips of each kind (normal, panic, runner)")
     args = p.parse_args(argv)
-    print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips))
+    print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips, n_val_each=args.val_each))
     return 0
 
 

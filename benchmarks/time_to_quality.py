@@ -3,6 +3,7 @@ validation PSNR/SSIM (validation digits 8000-8499) against elapsed minutes.
 
     python benchmarks/time_to_quality.py --preset cpu --minutes 30 --mnist ../shared/data/mnist
 
+Any further train.py option changes the preset (e.g. `--input-skip true --lr 3e-3`).
 Writes OUT/time_to_quality.csv and .png, and prints JSON with the first elapsed
 minute at which validation SSIM reached --target-ssim (null if never).
 
@@ -70,20 +71,22 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=os.path.join("runs", "time_to_quality"))
     p.add_argument("--from-run", default=None, help="summarise this finished from-scratch run instead")
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
     import dataclasses
 
     import plots
     import train
-    from config import Config, preset_config
+    from config import Config
 
     if args.from_run:
+        if extra:
+            p.error(f"unrecognized arguments: {' '.join(extra)}")
         cfg = Config.load(os.path.join(args.from_run, "config.json"))
         args.preset = cfg.preset
         log = load_run_log(args.from_run)
         os.makedirs(args.out, exist_ok=True)
     else:
-        cfg = preset_config(args.preset)
+        cfg = train.config_from_args(train.parse_args(["--preset", args.preset, *extra]))
         cfg.train = dataclasses.replace(cfg.train, steps_per_epoch=args.steps_per_epoch, epochs=100000,
                                         seed=args.seed, patience=100000)
         train.train(cfg, args.out, mnist=args.mnist, overwrite=True, time_budget_min=args.minutes, verbose=0)

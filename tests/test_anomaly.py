@@ -83,6 +83,19 @@ def test_score_reductions_by_hand():
         reduce_error_map(err, "median")
 
 
+def test_border_leaves_out_the_edges_by_hand():
+    from anomaly.detector import reduce_error_map
+
+    err = np.zeros((3, 16, 16))
+    err[1, 0, :] = 8.0          # the top row only: inside a 1-px border
+    err[2, 3:5, 3:5] = 4.0      # one 2x2 cell of the interior grid (which starts at the border)
+    np.testing.assert_allclose(reduce_error_map(err, "mean", 1), [0.0, 0.0, 16 / 196])
+    np.testing.assert_allclose(reduce_error_map(err, "local", 1), [0.0, 0.0, 4.0])
+    np.testing.assert_allclose(reduce_error_map(err, "local", 0), [0.0, 4.0, 1.0])  # grid from pixel 0
+    with pytest.raises(ValueError, match="border"):
+        reduce_error_map(err, "mean", 8)
+
+
 def test_window_helpers():
     assert window_starts(10, 4, 3) == [0, 3, 6]
     w = windows(np.arange(10)[:, None, None, None], 4, 3)
@@ -138,6 +151,17 @@ def test_streaming_with_smoothing_matches_offline_scoring():
     unsmoothed = det.score_features(raw)
     assert np.all(offline[3:] >= unsmoothed[3:] - 1e-9) and np.any(offline[3:] > unsmoothed[3:])
     np.testing.assert_allclose(offline[5], np.max(unsmoothed[3:6]), rtol=1e-6)
+
+
+def test_streaming_local_score_with_border_matches_offline_scoring():
+    det, _, _ = _detector(window=3, stride=2)
+    det.score, det.border, det.smooth = "local", 2, 2
+    raw = np.random.default_rng(2).normal(size=(9, S, S, 3)).astype(np.float32)
+    streamed = np.array([np.nan if o is None else o[1] for o in (det.add_features(f[..., :2], f[..., 2])
+                                                                   for f in raw)])
+    np.testing.assert_allclose(streamed, det.score_features(raw), rtol=1e-5, equal_nan=True)
+    det.border = 0
+    assert not np.allclose(det.score_features(raw)[2:], streamed[2:])
 
 
 def test_add_frame_runs_features():
@@ -231,15 +255,27 @@ def test_cli_train_detect_evaluate(tmp_path):
     for f in ("scores.png", "annotated.mp4"):
         assert os.path.getsize(os.path.join(d, f)) > 0
     ev = str(tmp_path / "eval")
-    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev]) == 0
+    assert meta["score"] == "local" and meta["border"] == 4 and meta["stride"] == 1 and meta["train_stride"] == 4
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev,
+                          "--score", "mean", "--border", "0"]) == 0
     m = json.load(open(os.path.join(ev, "metrics.json")))
     assert 0 <= m["model"]["roc_auc"] <= 1 and "baseline_mean_flow_magnitude" in m
+    # the second baseline is reduced as the model is: mean over the whole frame here, so equal to the first
+    assert m["border"] == 0 and m["baseline_flow_magnitude_as_model"] == m["baseline_mean_flow_magnitude"]
+    ev2 = str(tmp_path / "eval_local")
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev2]) == 0
+    m2 = json.load(open(os.path.join(ev2, "metrics.json")))
+    assert m2["score"] == "local" and m2["border"] == 4 and m2["stride"] == 1
+    assert m2["baseline_mean_flow_magnitude"] == m["baseline_mean_flow_magnitude"]
+    assert m2["baseline_flow_magnitude_as_model"] != m["baseline_flow_magnitude_as_model"]
     assert detect.main(["--model", out, "--source", str(tmp_path / "missing.mp4"), "--out", d]) == 2
     from anomaly import calibrate
 
     before = meta["threshold"]
     assert calibrate.main(["--model", out, "--videos", os.path.join(data, "test", "normal_00.mp4"),
-                           "--percentile", "50", "--score", "local"]) == 0
+                           "--percentile", "50", "--score", "mean", "--border", "2", "--stride", "2"]) == 0
     meta2 = json.load(open(os.path.join(out, "detector.json")))
-    assert meta2["score"] == "local" and meta2["percentile"] == 50 and meta2["threshold"] != before
+    assert meta2["score"] == "mean" and meta2["percentile"] == 50 and meta2["threshold"] != before
+    assert meta2["border"] == 2 and Detector.load(out).border == 2
+    assert meta2["stride"] == 2 and meta2["train_stride"] == 4
     assert train.main(["--videos", str(tmp_path / "nothing*.mp4"), "--out", out]) == 2

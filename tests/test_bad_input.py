@@ -104,6 +104,7 @@ CASES = [
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--sequence-length", "64"], "too short"),
     (a_train.main, ["--out", "{out}"], "required"),
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--smooth", "0"], "--smooth"),
+    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--border", "32"], "--border"),
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--sequence-length", "4", "--strategy", "multiworker"],
      "TF_CONFIG"),
     (a_detect.main, ["--model", "{dir}", "--source", "{video}", "--out", "{out}"], "not a detector"),
@@ -114,6 +115,8 @@ CASES = [
     (a_detect.main, ["--model", "{det}", "--source", "{video}", "--smooth", "0", "--out", "{out}"], "--smooth"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{dir}/none*.mp4", "--out", "{out}"], "matches no file"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--out", "{out}"], "no labels file"),
+    (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--border", "-1", "--out", "{out}"],
+     "--border"),
 ]
 
 

@@ -51,7 +51,9 @@ def _future_changes_past(cfg, t=6, cut=3, seed=0):
     dataclasses.replace(TINY, patch_size=4, precision="bfloat16"),
     dataclasses.replace(TINY, precision="float16"),
     dataclasses.replace(preset_config("cpu").model, filters=(4, 4, 4)),
-], ids=["fp32", "patch2", "patch4-bf16", "fp16", "cpu-preset"])
+    dataclasses.replace(TINY, input_skip=True),
+    dataclasses.replace(TINY, patch_size=4, precision="bfloat16", input_skip=True),
+], ids=["fp32", "patch2", "patch4-bf16", "fp16", "cpu-preset", "skip", "skip-patch4-bf16"])
 def test_forecast_depends_only_on_past_frames(cfg):
     y, y2 = _future_changes_past(cfg)
     # outputs 0..2 (forecasts of frames 1..3) saw frames 0..2 only: bit-identical
@@ -102,8 +104,9 @@ def test_bad_patch_size():
         build_model(dataclasses.replace(TINY, patch_size=3))
 
 
-@pytest.mark.parametrize("cfg", [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16")],
-                         ids=["fp32", "patch4-bf16"])
+@pytest.mark.parametrize("cfg", [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16"),
+                                 dataclasses.replace(TINY, patch_size=2, input_skip=True)],
+                         ids=["fp32", "patch4-bf16", "skip-patch2"])
 def test_keras_round_trip(tmp_path, cfg):
     m = build_model(cfg)
     x = np.random.rand(1, 3, 8, 8, 1).astype("float32")
@@ -114,8 +117,12 @@ def test_keras_round_trip(tmp_path, cfg):
     assert m2.get_layer("head").causal == cfg.causal
 
 
-@pytest.mark.parametrize("cfg", [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16",
-                                                           frame_size=16)], ids=["fp32", "patch4-bf16"])
+STEPWISE = [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16", frame_size=16),
+            dataclasses.replace(TINY, patch_size=4, precision="bfloat16", frame_size=16, input_skip=True)]
+STEPWISE_IDS = ["fp32", "patch4-bf16", "skip-patch4-bf16"]
+
+
+@pytest.mark.parametrize("cfg", STEPWISE, ids=STEPWISE_IDS)
 def test_stepwise_rollout_equals_rerunning_the_sequence(cfg):
     from model import rollout, rollout_naive
 
@@ -135,8 +142,7 @@ def test_stepwise_rollout_equals_rerunning_the_sequence(cfg):
     np.testing.assert_allclose(fast[:, 0], np.asarray(net(ctx, training=False))[:, -1], rtol=0, atol=tol)
 
 
-@pytest.mark.parametrize("cfg", [TINY, dataclasses.replace(TINY, patch_size=4, precision="bfloat16",
-                                                           frame_size=16)], ids=["fp32", "patch4-bf16"])
+@pytest.mark.parametrize("cfg", STEPWISE, ids=STEPWISE_IDS)
 def test_fused_forecast_equals_both_protocols(cfg):
     from model import forecast, predict_frames, rollout
 
@@ -155,6 +161,13 @@ def test_fused_forecast_equals_both_protocols(cfg):
     np.testing.assert_array_equal(nf2[:, :3], nf[:, :3])
     with pytest.raises(ValueError, match="context"):
         forecast(net, v, context=7, horizon=2)
+
+
+def test_input_skip_feeds_the_frames_to_the_head():
+    net = build_model(dataclasses.replace(TINY, patch_size=2, input_skip=True))
+    # head input = last block's 4 channels + the 2x2 patch's 4 pixels
+    assert net.get_layer("head").kernel.shape[-2] == 4 + 4
+    assert "input_skip" not in {l.name for l in build_model(TINY).layers}
 
 
 def test_bn_momentum_reaches_the_layers_and_old_configs_read_as_keras_default():

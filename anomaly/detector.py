@@ -4,12 +4,13 @@ save/load, ensembles.
 Score of a frame = squared reconstruction error of its normalised features
 (flow x, flow y, density) inside a window of `window` frames, reduced over the
 frame either as the mean over all pixels ("mean") or as the largest mean over
-the cells of an 8x8 grid ("local": a small region moving wrongly, such as one
-runner, is not diluted by the rest of the frame). Both can leave out a `border`
-of pixels at each edge (people entering and leaving, and optical flow at the
-image edge, are the least predictable pixels of a normal clip). The
-window is scored every `stride` frames; in streaming, frames in between get the
-latest score, and frames before the first full window get none. Finally the
+square cells of S/8 pixels ("local", an 8x8 grid on the whole frame: a small
+region moving wrongly, such as one runner, is not diluted by the rest of the
+frame). Both can leave out a `border` of pixels at each edge (people entering
+and leaving, and optical flow at the image edge, are the least predictable
+pixels of a normal clip). The window is scored every `stride` frames; in
+streaming, frames in between get the latest score, and frames before the first
+full window get none. Finally the
 frame score is the maximum of those scores over the last `smooth` frames
 (causal: a burst of abnormal motion keeps the alarm up for `smooth` frames
 instead of flickering with each window; `smooth` 1 turns it off).

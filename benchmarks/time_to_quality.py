@@ -108,7 +108,7 @@ def main(argv=None):
     axes[1].legend()
     fig.suptitle(f"Time to quality: preset '{args.preset}' from scratch")
     plots._save(fig, os.path.join(args.out, "time_to_quality.png"))
-    res = {"preset": args.preset, **summarise(log, args.target_ssim)}
+    res = {"preset": args.preset, **summarise(log, args.target_ssim), "config": cfg.to_dict()}
     plots.write_json(res, os.path.join(args.out, "time_to_quality.json"))
     print(json.dumps(res, indent=2))
 

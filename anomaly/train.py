@@ -149,7 +149,8 @@ def train(args) -> dict:
     fit_s = time.time() - t0
     best = int(np.argmin(hist.history["val_loss"]))
     meta = {"features": fcfg.to_dict(), "normalizer": {"mean": norm.mean, "std": norm.std},
-            "window": w, "stride": args.score_stride, "train_stride": args.stride, "threshold": None, "percentile": args.percentile,
+            "window": w, "stride": args.score_stride, "train_stride": args.stride,
+            "threshold": None, "percentile": args.percentile,
             "score": args.score, "smooth": args.smooth, "border": args.border,
             "autoencoder": cfg.to_dict(), "preset": args.preset,
             "train_loss": float(hist.history["loss"][best]), "val_loss": float(hist.history["val_loss"][best]),

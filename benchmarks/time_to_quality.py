@@ -61,6 +61,19 @@ def load_run_log(run: str) -> dict:
     return log
 
 
+def run_config(preset: str, extra: list, steps_per_epoch: int, seed: int):
+    """The preset with any train.py options in `extra` applied, as a from-scratch
+    run for a time budget: short epochs, no epoch limit, no early stopping."""
+    import dataclasses
+
+    import train
+
+    cfg = train.config_from_args(train.parse_args(["--preset", preset, *extra]))
+    cfg.train = dataclasses.replace(cfg.train, steps_per_epoch=steps_per_epoch, epochs=100000,
+                                    seed=seed, patience=100000)
+    return cfg
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="cpu")
@@ -72,8 +85,6 @@ def main(argv=None):
     p.add_argument("--out", default=os.path.join("runs", "time_to_quality"))
     p.add_argument("--from-run", default=None, help="summarise this finished from-scratch run instead")
     args, extra = p.parse_known_args(argv)
-    import dataclasses
-
     import plots
     import train
     from config import Config
@@ -86,9 +97,7 @@ def main(argv=None):
         log = load_run_log(args.from_run)
         os.makedirs(args.out, exist_ok=True)
     else:
-        cfg = train.config_from_args(train.parse_args(["--preset", args.preset, *extra]))
-        cfg.train = dataclasses.replace(cfg.train, steps_per_epoch=args.steps_per_epoch, epochs=100000,
-                                        seed=args.seed, patience=100000)
+        cfg = run_config(args.preset, extra, args.steps_per_epoch, args.seed)
         train.train(cfg, args.out, mnist=args.mnist, overwrite=True, time_budget_min=args.minutes, verbose=0)
         log = plots.read_log(os.path.join(args.out, "log.csv"))
     with open(os.path.join(args.out, "time_to_quality.csv"), "w", newline="") as f:

@@ -47,6 +47,15 @@ def test_train_throughput_quick_runs(capsys):
     assert [l.kernel_size for l in m.layers if "conv_lstm" in l.name] == [(5, 5), (3, 3), (1, 1)]
 
 
+def test_time_to_quality_takes_train_options():
+    cfg = time_to_quality.run_config("cpu", ["--input-skip", "true", "--lr", "3e-3"], 25, 7)
+    assert cfg.model.input_skip and cfg.train.lr == 3e-3 and cfg.model.patch_size == 4
+    assert cfg.train.steps_per_epoch == 25 and cfg.train.seed == 7 and cfg.train.patience == 100000
+    assert not time_to_quality.run_config("cpu", [], 25, 0).model.input_skip
+    with pytest.raises(SystemExit):
+        time_to_quality.run_config("cpu", ["--no-such-option"], 25, 0)
+
+
 def test_time_to_quality_from_a_run_with_keras_stdout(tmp_path):
     (tmp_path / "log.csv").write_text("epoch,loss,val_psnr,val_ssim\n0,1,10,0.5\n1,0.5,20,0.92\n")
     (tmp_path / "train_stdout.log").write_text(

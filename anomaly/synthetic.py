@@ -138,13 +138,15 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
     as the score reduction) and OUT/test/*.mp4 + *.labels.txt (the reported numbers)."""
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
     os.makedirs(os.path.join(out, "test"), exist_ok=True)
-    k = 0
+    if n_train > 1000:
+        raise ValueError("at most 1000 training clips")
     for i in range(n_train):
-        v, _ = crowd_clip([seed, k], frames, size)
+        v, _ = crowd_clip([seed, i], frames, size)
         write_video(os.path.join(out, "train", f"normal_{i:02d}.mp4"), v, fps)
-        k += 1
     kinds = ["normal"] * n_test_normal + ["panic"] * n_panic + ["runner"] * n_runner
-    test = write_labelled(os.path.join(out, "test"), kinds, [[seed, 1000 + k + i] for i in range(len(kinds))],
+    # test seeds do not depend on n_train: more training clips leave the test clips as they are
+    # (1010 + i: the seeds of the first version, which had 10 training clips)
+    test = write_labelled(os.path.join(out, "test"), kinds, [[seed, 1010 + i] for i in range(len(kinds))],
                           frames, size, fps)
     vkinds = ["normal", "panic", "runner"] * n_val_each
     val = write_labelled(os.path.join(out, "val"), vkinds, [[seed, 2000 + i] for i in range(len(vkinds))],

@@ -215,6 +215,18 @@ def test_synthetic_clips_and_labels(tmp_path):
         read_labels(str(tmp_path / "bad.labels.txt"))
 
 
+def test_more_training_clips_leave_test_and_val_clips_unchanged(tmp_path):
+    from anomaly.synthetic import make_benchmark
+
+    kw = dict(seed=3, frames=20, size=32, n_test_normal=1, n_panic=1, n_runner=1, n_val_each=1)
+    make_benchmark(str(tmp_path / "a"), n_train=1, **kw)
+    make_benchmark(str(tmp_path / "b"), n_train=3, **kw)
+    assert len(os.listdir(tmp_path / "b" / "train")) == 3
+    for split in ("train/normal_00.mp4", "test/normal_00.mp4", "test/runner_00.labels.txt",
+                  "val/panic_00.mp4"):
+        assert (tmp_path / "a" / split).read_bytes() == (tmp_path / "b" / split).read_bytes(), split
+
+
 def test_video_round_trip_and_bad_input(tmp_path):
     v, _ = crowd_clip(0, frames=10, size=64)
     path = write_video(str(tmp_path / "c.mp4"), v)

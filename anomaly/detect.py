@@ -42,6 +42,8 @@ def parse_args(argv=None):
 def apply_overrides(det, args):
     """The command line's --threshold, --stride, --smooth, --score and --border
     (those it has and were given) replace the detector's saved settings; returns `det`."""
+    from anomaly.detector import check_border
+
     for flag in ("stride", "smooth"):
         value = getattr(args, flag, None)
         if value is not None:
@@ -52,8 +54,7 @@ def apply_overrides(det, args):
         det.score = args.score
     border = getattr(args, "border", None)
     if border is not None:
-        if not 0 <= 2 * border < det.feature_cfg.image_size:
-            raise UserError(f"--border must be in [0, {det.feature_cfg.image_size // 2})")
+        check_border(border, det.feature_cfg.image_size, "--border")
         det.border = border
     if getattr(args, "threshold", None) is not None:
         det.threshold = args.threshold

@@ -44,6 +44,12 @@ def windows(feats: np.ndarray, window: int, stride: int) -> np.ndarray:
 SCORES = ("mean", "local")
 
 
+def check_border(border: int, size: int, name: str = "border") -> None:
+    """ValueError unless 0 <= border < size / 2 (some of a size x size frame is left)."""
+    if not 0 <= 2 * border < size:
+        raise ValueError(f"{name} must be in [0, {size // 2}), got {border}")
+
+
 def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
     """(..., S, S) squared-error maps -> (...,) frame scores.
 
@@ -54,8 +60,7 @@ def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
         border: pixels left out at each edge.
     """
     s = err.shape[-1]
-    if border < 0 or 2 * border >= min(err.shape[-2:]):
-        raise ValueError(f"border must be in [0, {min(err.shape[-2:]) // 2}), got {border}")
+    check_border(border, min(err.shape[-2:]))
     if border:
         err = err[..., border:err.shape[-2] - border, border:s - border]
     if how == "mean":

@@ -42,9 +42,10 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def flow_magnitude(raw: np.ndarray) -> np.ndarray:
-    """The baseline score: mean optical-flow magnitude per frame of raw features (T, S, S, 3)."""
-    return np.mean(np.hypot(raw[..., 0], raw[..., 1]), axis=(1, 2))
+def flow_speed(raw: np.ndarray) -> np.ndarray:
+    """Optical-flow magnitude per pixel of raw features (T, S, S, 3) -> (T, S, S): what
+    both baselines reduce."""
+    return np.hypot(raw[..., 0], raw[..., 1])
 
 
 def main(argv=None) -> int:
@@ -71,9 +72,9 @@ def main(argv=None) -> int:
             if len(labels) != len(raw):
                 raise UserError(f"{lp}: {len(labels)} labels for {len(raw)} frames")
             s = det.score_features(raw)
-            b = causal_max(flow_magnitude(raw), det.smooth)  # the same temporal smoothing
-            mag = np.hypot(raw[..., 0], raw[..., 1])
-            loc = causal_max(reduce_error_map(mag, det.score, det.border), det.smooth)
+            speed = flow_speed(raw)  # both baselines get the model's temporal smoothing
+            b = causal_max(reduce_error_map(speed, "mean"), det.smooth)
+            loc = causal_max(reduce_error_map(speed, det.score, det.border), det.smooth)
             keep = np.isfinite(s)
             all_s.append(s[keep])
             all_b.append(b[keep])

@@ -99,7 +99,7 @@ def train(args) -> dict:
     import keras
 
     import distribute
-    from anomaly.detector import Detector, percentile_threshold, windows
+    from anomaly.detector import Detector, check_border, percentile_threshold, windows
     from anomaly.features import FeatureConfig, Normalizer, clip_features
     from anomaly.model import AE_PRESETS, build_autoencoder
     from anomaly.video import expand_videos, read_video
@@ -108,8 +108,7 @@ def train(args) -> dict:
         raise UserError("--sequence-length must be >= 2 and --stride, --score-stride, --epochs, --batch-size >= 1")
     if args.smooth < 1:
         raise UserError("--smooth must be >= 1")
-    if not 0 <= 2 * args.border < args.image_size:
-        raise UserError(f"--border must be in [0, {args.image_size // 2})")
+    check_border(args.border, args.image_size, "--border")
     if not 0 < args.percentile < 100 or not 0 < args.val_fraction < 1:
         raise UserError("--percentile must be in (0, 100) and --val-fraction in (0, 1)")
     paths = expand_videos(args.videos)

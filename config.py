@@ -86,13 +86,28 @@ class TrainConfig:
         val_sequences: size of the fixed, seeded validation set.
         epochs, steps_per_epoch, batch_size, lr: the optimisation schedule;
             every step draws a fresh batch of generated training sequences.
-        bce_weight, perceptual_weight, gdl_weight: composite-loss weights.
+        bce_weight, perceptual_weight, gdl_weight, mse_weight, l1_weight:
+            composite-loss weights (`losses.CompositeLoss`).
         perceptual_weights: "imagenet", a path to a local VGG16 notop `.h5`, or
             None (random init; tests only).
         perceptual_layer: the VGG16 layer whose features are compared.
         feedback_passes: extra passes that feed the model its own forecasts
             after `context_frames` (0 = plain teacher forcing).
+        feedback_ramp: scheduled sampling over the feedback passes: each fed
+            frame is the model's forecast with a probability that rises linearly
+            from 0 at the first step to 1 at `total_steps` (else the true frame);
+            False feeds every forecast from the start.
         context_frames: true frames before self-fed frames (feedback training).
+        lr_schedule: "plateau" (ReduceLROnPlateau + EarlyStopping on val_loss)
+            or "cosine" (linear warm-up over `warmup_steps`, then cosine decay to
+            1% of `lr` at `total_steps`; runs to the end, no early stopping).
+        total_steps: optimizer steps the run is sized to (cosine schedule,
+            feedback ramp); 0 = epochs * steps_per_epoch. With a nonzero value
+            the run ends after ceil(total_steps / steps_per_epoch) epochs.
+        warmup_steps: linear warm-up of the cosine schedule.
+        val_rollout_sequences: validation sequences scored each epoch by the
+            10->10 protocol (`val_rollout_mse_frame`, `val_rollout_ssim` and
+            `val_next_ssim` in log.csv); 0 = off.
         patience: EarlyStopping patience in epochs (ReduceLROnPlateau uses half).
         jit_compile: XLA compilation of the train step ("auto", true or false).
         seed: one seed for the weights, the data stream and the validation set.
@@ -108,10 +123,17 @@ class TrainConfig:
     bce_weight: float = 1.0
     perceptual_weight: float = 0.1
     gdl_weight: float = 1.0
+    mse_weight: float = 0.0
+    l1_weight: float = 0.0
     perceptual_weights: str | None = "imagenet"
     perceptual_layer: str = "block3_conv3"
     feedback_passes: int = 0
     context_frames: int = 10
+    feedback_ramp: bool = False
+    lr_schedule: str = "plateau"
+    total_steps: int = 0
+    warmup_steps: int = 0
+    val_rollout_sequences: int = 0
     patience: int = 8
     jit_compile: str = "auto"
     seed: int = 0

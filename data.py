@@ -267,20 +267,53 @@ def shift_for_next_frame(videos):
     return x[:, :-1], x[:, 1:]
 
 
-def train_dataset(digits: np.ndarray, batch_size: int, seq_len: int = 20,
-                  num_digits: int = 2, seed: int = 0, worker: int = 0):
-    """An endless tf.data stream of fresh generated batches, shifted for next-frame training.
+def train_batch(digits: np.ndarray, step: int, batch_size: int, seq_len: int = 20,
+                num_digits: int = 2, seed: int = 0, worker: int = 0) -> np.ndarray:
+    """Training batch number `step` of the endless stream: uint8 (B, T, 64, 64).
 
-    Each worker of a multi-worker run passes its index: its stream is seeded
-    apart from the others', so workers never train on the same sequences
-    (tf.data auto-sharding is turned off: the data is generated, not read).
-    """
+    A batch is a function of (seed, worker, step) alone, so a resumed run
+    continues the stream where it stopped instead of replaying its start, and
+    each worker of a multi-worker run draws sequences of its own."""
+    rng = np.random.default_rng([seed, 1, worker, step])
+    return generate_moving_mnist(digits, batch_size, seq_len, num_digits=num_digits, seed=rng)
+
+
+def train_batches(digits: np.ndarray, batch_size: int, seq_len: int = 20, num_digits: int = 2,
+                  seed: int = 0, worker: int = 0, start_step: int = 0, prefetch: int = 4):
+    """`train_batch` from `start_step` on, shifted for next-frame training, as
+    float32 (inputs (B, T-1, 64, 64, 1), targets (B, T-1, 64, 64, 1)) pairs: the
+    stream for backends without tf.data (JAX). A background thread generates
+    `prefetch` batches ahead (NumPy releases the GIL for most of the work)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, prefetch))
+
+    def produce():
+        step = start_step
+        while True:
+            v = train_batch(digits, step, batch_size, seq_len, num_digits, seed, worker)
+            x = v.astype(np.float32)[..., None] / np.float32(255.0)
+            q.put((x[:, :-1], x[:, 1:]))
+            step += 1
+
+    threading.Thread(target=produce, daemon=True).start()
+    while True:
+        yield q.get()
+
+
+def train_dataset(digits: np.ndarray, batch_size: int, seq_len: int = 20,
+                  num_digits: int = 2, seed: int = 0, worker: int = 0, start_step: int = 0):
+    """The endless stream of `train_batch`es from `start_step` on, as tf.data,
+    shifted for next-frame training (tf.data auto-sharding is off: the data is
+    generated, not read)."""
     import tensorflow as tf
 
     def batches():
-        rng = np.random.default_rng([seed, 1, worker])
+        step = start_step
         while True:
-            yield generate_moving_mnist(digits, batch_size, seq_len, num_digits=num_digits, seed=rng)
+            yield train_batch(digits, step, batch_size, seq_len, num_digits, seed, worker)
+            step += 1
 
     spec = tf.TensorSpec((batch_size, seq_len, 64, 64), tf.uint8)
     ds = tf.data.Dataset.from_generator(batches, output_signature=spec)

@@ -29,11 +29,19 @@ STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 
 
 def make_strategy(name: str):
-    """The tf.distribute strategy for --strategy NAME (see the module docstring)."""
-    import tensorflow as tf
-
+    """The tf.distribute strategy for --strategy NAME (see the module docstring).
+    On another Keras backend (JAX) only `auto` and `none` exist: one device."""
     if name not in STRATEGIES:
         raise UserError(f"--strategy {name}: choose one of {', '.join(STRATEGIES)}")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if name not in ("auto", "none"):
+            raise UserError(f"--strategy {name} needs the TensorFlow backend "
+                            f"(KERAS_BACKEND={keras.backend.backend()})")
+        return OneDevice()
+    import tensorflow as tf
+
     if name == "auto":
         if os.environ.get("TF_CONFIG"):
             name = "multiworker"
@@ -51,6 +59,17 @@ def make_strategy(name: str):
         raise UserError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment")
     patch_keras_multiworker()
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+class OneDevice:
+    """The no-op strategy of a non-TensorFlow backend: one replica, no scope."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        import contextlib
+
+        return contextlib.nullcontext()
 
 
 def strategy_name(strategy) -> str:

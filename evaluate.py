@@ -196,8 +196,16 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
                               f"next-frame metrics per frame index ({where})")
     key = f"rollout_{context}_{horizon}"
     if key in results:
-        ctx, fut = v[:, :context], v[:, context:context + horizon]
+        many = data.to_float(videos[:12])
+        ctx, fut = many[:, :context], many[:, context:context + horizon]
         r = rollout(net, ctx, horizon)
+        mid = (horizon - 1) // 2
+        plots.comparison_strip([fut[:, mid], r[:, mid], fut[:, -1], r[:, -1]],
+                               [f"truth +{mid + 1}", f"forecast +{mid + 1}", f"truth +{horizon}",
+                                f"forecast +{horizon}"], os.path.join(out, "rollout_examples.png"),
+                               f"{len(many)} sequences ({where}): forecast steps {mid + 1} and {horizon} "
+                               f"of the {context}->{horizon} rollout",
+                               col_titles=[f"seq {i}" for i in range(len(many))])
         plots.comparison_strip([fut[0], r[0]], ["truth", f"rollout ({context} in)"],
                                os.path.join(out, "rollout.png"),
                                f"{context} true frames in, {horizon} forecast autoregressively",

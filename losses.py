@@ -111,11 +111,13 @@ def perceptual_loss(y_true, y_pred, features: keras.Model):
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class CompositeLoss(keras.losses.Loss):
-    """bce_weight * BCE + perceptual_weight * VGG16 perceptual + gdl_weight * GDL.
+    """bce_weight * BCE + perceptual_weight * VGG16 perceptual + gdl_weight * GDL
+    + mse_weight * MSE + l1_weight * L1.
 
     Args:
-        bce_weight, perceptual_weight, gdl_weight: the weights; a zero weight
-            skips its term (and, for the perceptual term, never builds VGG16).
+        bce_weight, perceptual_weight, gdl_weight, mse_weight, l1_weight: the
+            weights; a zero weight skips its term (and, for the perceptual term,
+            never builds VGG16). MSE and L1 are per-pixel means, as BCE.
         perceptual_weights: "imagenet", a local weights path, or None (tests).
         perceptual_layer: the VGG16 layer compared.
         gdl_alpha: the GDL exponent.
@@ -126,7 +128,7 @@ class CompositeLoss(keras.losses.Loss):
     def __init__(self, bce_weight: float = 1.0, perceptual_weight: float = 0.1,
                  gdl_weight: float = 1.0, perceptual_weights: str | None = "imagenet",
                  perceptual_layer: str = "block3_conv3", gdl_alpha: float = 1.0,
-                 name: str = "composite_loss", reduction: str = "sum_over_batch_size",
+                 mse_weight: float = 0.0, l1_weight: float = 0.0, name: str = "composite_loss", reduction: str = "sum_over_batch_size",
                  dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.bce_weight = float(bce_weight)
@@ -135,6 +137,8 @@ class CompositeLoss(keras.losses.Loss):
         self.perceptual_weights = perceptual_weights
         self.perceptual_layer = perceptual_layer
         self.gdl_alpha = float(gdl_alpha)
+        self.mse_weight = float(mse_weight)
+        self.l1_weight = float(l1_weight)
         self.features = (build_vgg_features(perceptual_weights, perceptual_layer)
                          if self.perceptual_weight else None)
 
@@ -150,11 +154,15 @@ class CompositeLoss(keras.losses.Loss):
             out["perceptual"] = perceptual_loss(y_true, y_pred, self.features)
         if self.gdl_weight:
             out["gdl"] = gradient_difference_loss(y_true, y_pred, self.gdl_alpha)
+        if self.mse_weight:
+            out["mse"] = ops.mean(ops.square(y_true - y_pred), axis=(-3, -2, -1))
+        if self.l1_weight:
+            out["l1"] = ops.mean(ops.abs(y_true - y_pred), axis=(-3, -2, -1))
         return out
 
     def call(self, y_true, y_pred):
         weights = {"bce": self.bce_weight, "perceptual": self.perceptual_weight,
-                   "gdl": self.gdl_weight}
+                   "gdl": self.gdl_weight, "mse": self.mse_weight, "l1": self.l1_weight}
         terms = self.terms(y_true, y_pred)
         if not terms:
             raise ValueError("CompositeLoss: every weight is zero")
@@ -165,4 +173,5 @@ class CompositeLoss(keras.losses.Loss):
         return {**super().get_config(), "bce_weight": self.bce_weight,
                 "perceptual_weight": self.perceptual_weight, "gdl_weight": self.gdl_weight,
                 "perceptual_weights": self.perceptual_weights,
-                "perceptual_layer": self.perceptual_layer, "gdl_alpha": self.gdl_alpha}
+                "perceptual_layer": self.perceptual_layer, "gdl_alpha": self.gdl_alpha,
+                "mse_weight": self.mse_weight, "l1_weight": self.l1_weight}

@@ -189,6 +189,8 @@ def inference_fn(net):
     """`net` in inference mode as one compiled graph for any batch and length
     (cached on the model; eager calls run the ConvLSTM loop op by op)."""
     fn = getattr(net, "_inference_fn", None)
+    if fn is None and keras.backend.backend() != "tensorflow":
+        fn = net._inference_fn = net.predict_on_batch  # compiled by Keras per input shape
     if fn is None:
         import tensorflow as tf
 
@@ -206,15 +208,18 @@ def rollout_naive(net, context, horizon: int) -> np.ndarray:
     """Autoregressive forecast by re-running the whole sequence each step (O(T^2)).
 
     Works for any causal predictor; `rollout` is the O(T) version for this
-    project's networks and is tested against this one.
+    project's networks and is tested against this one. The sequence is a fixed
+    buffer of context + horizon - 1 frames whose not-yet-forecast frames are
+    zeros: a causal network's output t never reads them, and one input shape
+    means one compiled graph (on JAX, `predict_on_batch` compiles per shape).
     """
     seq = np.asarray(context, np.float32)
-    preds = []
-    for _ in range(horizon):
-        nxt = predict_frames(net, seq)[:, -1:]
-        preds.append(nxt)
-        seq = np.concatenate([seq, nxt], axis=1)
-    return np.concatenate(preds, axis=1)
+    c = seq.shape[1]
+    seq = np.concatenate([seq, np.zeros((len(seq), horizon - 1, *seq.shape[2:]), np.float32)], axis=1)
+    for k in range(horizon - 1):
+        seq[:, c + k] = predict_frames(net, seq)[:, c + k - 1]
+    last = predict_frames(net, seq)[:, -1:]
+    return np.concatenate([seq[:, c:], last], axis=1)
 
 
 def _stepper(net):
@@ -225,6 +230,8 @@ def _stepper(net):
     fn = getattr(net, "_rollout_fn", None)
     if fn is not None:
         return fn
+    if keras.backend.backend() != "tensorflow":
+        raise ValueError("the stepwise pass is written in TensorFlow")
     import tensorflow as tf
 
     blocks, i = [], 0

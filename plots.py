@@ -84,8 +84,10 @@ def training_curves(log: dict, path):
     return _save(fig, path)
 
 
-def comparison_strip(rows: list, labels: list, path, title: str = "", first_index: int = 0):
-    """Rows of frames (each (T, H, W) or (T, H, W, 1) in [0, 1]) as an image grid."""
+def comparison_strip(rows: list, labels: list, path, title: str = "", first_index: int = 0,
+                     col_titles: list | None = None):
+    """Rows of frames (each (T, H, W) or (T, H, W, 1) in [0, 1]) as an image grid;
+    columns are titled t=first_index.. unless `col_titles` names them."""
     plt = _plt()
     rows = [np.asarray(r).reshape(len(r), *np.asarray(r).shape[1:3]) for r in rows]
     t = max(len(r) for r in rows)
@@ -100,7 +102,7 @@ def comparison_strip(rows: list, labels: list, path, title: str = "", first_inde
             else:
                 ax.axis("off")
             if i == 0:
-                ax.set_title(f"t={first_index + j}", fontsize=7)
+                ax.set_title(col_titles[j] if col_titles else f"t={first_index + j}", fontsize=7)
         axes[i, 0].set_ylabel(lab, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
@@ -147,6 +149,41 @@ def per_step_curves(steps, curves: dict, path, title: str, ylabel_by_metric: dic
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def learning_curves(runs: dict, references: list, path):
+    """Validation 10->10 MSE per frame and SSIM, and next-frame SSIM, against
+    training sequences seen (log x), and 10->10 MSE against wall hours.
+
+    Args:
+        runs: {label: rows}, each row a dict with sequences, hours,
+            val_rollout_mse_frame, val_rollout_ssim, val_next_ssim.
+        references: (sequences, rollout MSE per frame, rollout SSIM, source)
+            points, starred on the two rollout panels.
+    """
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8))
+    panels = [(axes[0, 0], "sequences", "val_rollout_mse_frame", "10->10 MSE per frame", 1),
+              (axes[0, 1], "sequences", "val_rollout_ssim", "10->10 SSIM", 2),
+              (axes[1, 0], "sequences", "val_next_ssim", "next-frame SSIM", None),
+              (axes[1, 1], "hours", "val_rollout_mse_frame", "10->10 MSE per frame", None)]
+    for ax, x, y, ylabel, ref in panels:
+        for label, rows in runs.items():
+            ax.plot([r[x] for r in rows], [r[y] for r in rows], marker=".", label=label)
+        if ref is not None:
+            for point in references:
+                ax.scatter([point[0]], [point[ref]], marker="*", s=120, color="black", zorder=3)
+                ax.annotate(point[3], (point[0], point[ref]), fontsize=7, xytext=(4, 4),
+                            textcoords="offset points")
+        if x == "sequences":
+            ax.set_xscale("log")
+        ax.set_xlabel("training sequences seen" if x == "sequences" else "wall hours (training + validation)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.suptitle("Validation digits 8000-8499 (first 128 sequences); stars: published ConvLSTM, "
+                 "official test file", fontsize=10)
     return _save(fig, path)
 
 

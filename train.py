@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bce-weight", type=float, default=None)
     p.add_argument("--perceptual-weight", type=float, default=None, help="0 turns the VGG16 term off")
     p.add_argument("--gdl-weight", type=float, default=None)
+    p.add_argument("--mse-weight", type=float, default=None, help="weight of a per-pixel MSE term (default 0)")
+    p.add_argument("--l1-weight", type=float, default=None, help="weight of a per-pixel L1 term (default 0)")
     p.add_argument("--vgg-weights", default=None,
                    help="local VGG16 notop .h5 for the perceptual term (default: ImageNet download)")
     p.add_argument("--patch-size", type=int, default=None, help="space-to-depth factor (1 = full frames)")
@@ -57,6 +59,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--feedback-passes", type=int, default=None,
                    help="extra passes feeding the model its own forecasts after --context-frames")
     p.add_argument("--context-frames", type=int, default=None)
+    p.add_argument("--feedback-ramp", choices=["true", "false"], default=None,
+                   help="scheduled sampling: the share of fed-back forecasts rises from 0 to 1 over "
+                        "the run's total steps (see TrainConfig.feedback_ramp)")
+    p.add_argument("--lr-schedule", choices=["plateau", "cosine"], default=None,
+                   help="plateau = halve on a val_loss plateau + early stopping; cosine = warm-up + "
+                        "cosine decay sized to --total-steps")
+    p.add_argument("--total-steps", type=int, default=None,
+                   help="optimizer steps the run is sized to (0 = epochs x steps per epoch)")
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up of the cosine schedule")
+    p.add_argument("--val-rollout-sequences", type=int, default=None,
+                   help="validation sequences scored by the 10->10 protocol each epoch (0 = off)")
     p.add_argument("--jit-compile", choices=["auto", "true", "false"], default=None)
     p.add_argument("--leaky-head", action="store_true",
                    help="WRONG on purpose: Conv3D 'same' time padding (reads frame t+1); "
@@ -89,7 +102,12 @@ def config_from_args(args) -> Config:
          "val_sequences": args.val_sequences, "bce_weight": args.bce_weight,
          "perceptual_weight": args.perceptual_weight, "gdl_weight": args.gdl_weight,
          "perceptual_weights": args.vgg_weights, "feedback_passes": args.feedback_passes,
-         "context_frames": args.context_frames, "jit_compile": args.jit_compile}
+         "context_frames": args.context_frames, "jit_compile": args.jit_compile,
+         "mse_weight": args.mse_weight, "l1_weight": args.l1_weight,
+         "lr_schedule": args.lr_schedule, "total_steps": args.total_steps,
+         "warmup_steps": args.warmup_steps, "val_rollout_sequences": args.val_rollout_sequences}
+    if args.feedback_ramp is not None:
+        t["feedback_ramp"] = args.feedback_ramp == "true"
     cfg.model = dataclasses.replace(cfg.model, **{k: v for k, v in m.items() if v is not None})
     cfg.train = dataclasses.replace(cfg.train, **{k: v for k, v in t.items() if v is not None})
     tr = cfg.train
@@ -98,17 +116,34 @@ def config_from_args(args) -> Config:
     if tr.feedback_passes and tr.context_frames >= tr.seq_len - 1:
         raise UserError(f"--context-frames {tr.context_frames} leaves no frame to feed back "
                         f"in sequences of {tr.seq_len} frames")
-    if min(tr.bce_weight, tr.perceptual_weight, tr.gdl_weight) < 0 or \
-            not (tr.bce_weight or tr.perceptual_weight or tr.gdl_weight):
+    weights = (tr.bce_weight, tr.perceptual_weight, tr.gdl_weight, tr.mse_weight, tr.l1_weight)
+    if min(weights) < 0 or not any(weights):
         raise UserError("loss weights must be >= 0 and not all zero")
+    if tr.total_steps < 0 or not 0 <= tr.warmup_steps < run_steps(tr):
+        raise UserError(f"--total-steps must be >= 0 and --warmup-steps in [0, {run_steps(tr)}) "
+                        f"(got {tr.total_steps}, {tr.warmup_steps})")
+    if tr.val_rollout_sequences < 0:
+        raise UserError(f"--val-rollout-sequences must be >= 0, got {tr.val_rollout_sequences}")
+    if tr.val_rollout_sequences and tr.seq_len < tr.context_frames + 1:
+        raise UserError(f"--val-rollout-sequences needs --seq-len > --context-frames ({tr.context_frames})")
     return cfg
 
 
 # ------------------------------------------------------------------ training parts
 
-def make_forecaster(net, feedback_passes: int, context_frames: int):
+def run_steps(tr) -> int:
+    """The optimizer steps a run is sized to: `total_steps`, else epochs x steps per epoch."""
+    return tr.total_steps or tr.epochs * tr.steps_per_epoch
+
+
+def make_forecaster(net, feedback_passes: int, context_frames: int, ramp_steps: int = 0,
+                    seed: int = 0):
     """Wraps the network for training; with feedback passes, training calls feed
-    the network its own forecasts after `context_frames` true frames."""
+    the network its own forecasts after `context_frames` true frames. With
+    `ramp_steps`, scheduled sampling: each fed frame is the forecast with
+    probability min(1, step / ramp_steps) and the true frame otherwise, `step`
+    counting training calls (a weight of the wrapper, so a resumed run goes on
+    from where it stopped)."""
     import keras
     from keras import ops
 
@@ -116,21 +151,70 @@ def make_forecaster(net, feedback_passes: int, context_frames: int):
         def __init__(self):
             super().__init__(name="forecaster")
             self.net = net
+            if ramp_steps and feedback_passes:
+                self.steps_seen = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                                  name="steps_seen", aggregation="only_first_replica")
+                self.sampler = keras.random.SeedGenerator(seed)
 
         def call(self, x, training=False):
             y = self.net(x, training=training)
-            if training:
-                k = context_frames
-                for _ in range(feedback_passes):
-                    fed = ops.cast(y[:, k - 1:-1], x.dtype)
-                    y = self.net(ops.concatenate([x[:, :k], fed], axis=1), training=training)
+            if not (training and feedback_passes):
+                return y
+            k = context_frames
+            share = None
+            if ramp_steps:
+                self.steps_seen.assign_add(1.0)
+                share = ops.minimum(self.steps_seen / float(ramp_steps), 1.0)
+            for _ in range(feedback_passes):
+                fed = ops.cast(y[:, k - 1:-1], x.dtype)
+                if share is not None:
+                    shape = (ops.shape(fed)[0], ops.shape(fed)[1], 1, 1, 1)
+                    pick = keras.random.uniform(shape, seed=self.sampler) < share
+                    fed = ops.where(pick, fed, x[:, k:])
+                y = self.net(ops.concatenate([x[:, :k], fed], axis=1), training=training)
             return y
 
     return Forecaster()
 
 
-def make_callbacks(net, out: str, tr, time_budget_min: float | None):
+def learning_rate(tr):
+    """The optimizer's learning rate: a float for the plateau rule, a warm-up +
+    cosine schedule (to 1% of `lr` at the run's last step) for "cosine"."""
     import keras
+
+    if tr.lr_schedule == "plateau":
+        return tr.lr
+    total = run_steps(tr)
+    if tr.warmup_steps:
+        return keras.optimizers.schedules.CosineDecay(
+            0.0, total - tr.warmup_steps, alpha=0.01, warmup_target=tr.lr, warmup_steps=tr.warmup_steps)
+    return keras.optimizers.schedules.CosineDecay(tr.lr, total, alpha=0.01)
+
+
+def rollout_scores(net, frames, context: int) -> dict:
+    """The 10->10 protocol's headline numbers on float frames (N, T, H, W, C):
+    rollout MSE per frame (sum over pixels) and SSIM of the T - context frames
+    forecast from `context` true ones, and next-frame SSIM."""
+    import metrics
+    from model import forecast
+
+    horizon = frames.shape[1] - context
+    nf, ro = forecast(net, frames, context, horizon)
+    truth = frames[:, context:]
+    return {"val_rollout_mse_frame": float(metrics.mse_frame(truth, ro).mean()),
+            "val_rollout_ssim": float(metrics.ssim(truth, ro).mean()),
+            "val_next_ssim": float(metrics.ssim(frames[:, 1:], nf).mean())}
+
+
+def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_frames=None):
+    import keras
+
+    class RolloutValidation(keras.callbacks.Callback):
+        """Adds `rollout_scores` on the validation frames to each epoch's logs."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if logs is not None:
+                logs.update(rollout_scores(net, rollout_frames, tr.context_frames))
 
     class BestCheckpoint(keras.callbacks.Callback):
         """Saves the network (not the training wrapper) when val_loss improves:
@@ -173,6 +257,8 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None):
             minutes = (time.time() - self.start) / 60
             if logs is not None:
                 logs["elapsed_min"] = self.before + minutes
+                logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(
+                    self.model.optimizer.learning_rate)))  # a schedule's value now
             if self.minutes is not None and minutes > self.minutes:
                 self.hit = True
                 self.model.stop_training = True
@@ -182,12 +268,16 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None):
         keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), delete_checkpoint=False),
         keras.callbacks.TerminateOnNaN(),
         budget,
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                          patience=max(1, tr.patience // 2), min_lr=1e-5),
-        BestCheckpoint(),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=tr.patience),
-        keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True),
     ]
+    if rollout_frames is not None:
+        cbs.append(RolloutValidation())
+    if tr.lr_schedule == "plateau":
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                                     patience=max(1, tr.patience // 2), min_lr=1e-5))
+    cbs.append(BestCheckpoint())
+    if tr.lr_schedule == "plateau":  # a sized schedule runs to its end
+        cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=tr.patience))
+    cbs.append(keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True))
     return cbs, budget
 
 
@@ -208,6 +298,16 @@ def prepare_out(out: str, overwrite: bool) -> bool:
     return False
 
 
+def completed_epochs(out: str) -> int:
+    """Epochs finished by the interrupted run in `out` (0 for a new run): the
+    epoch `BackupAndRestore` resumes from."""
+    path = os.path.join(out, "backup", "training_metadata.json")
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        return int(json.load(f).get("epoch", 0))
+
+
 def write_curves(out: str):
     import plots
 
@@ -221,7 +321,6 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     """Trains `cfg` into the run folder `out`; returns the Keras History."""
     import keras
     import numpy as np
-    import tensorflow as tf
 
     import data
     import distribute
@@ -230,18 +329,23 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     from model import build_model
 
     tr = cfg.train
-    if not tf.config.list_physical_devices("GPU") and cfg.preset == "seed" and cfg.model.patch_size == 1:
-        est = tr.steps_per_epoch * tr.batch_size / SEED_PRESET_SEQ_PER_S_CPU / 60
-        print(f"note: no GPU found; the seed preset trains at about {SEED_PRESET_SEQ_PER_S_CPU:g} "
-              f"sequence/s on a 2-core CPU (~{est:.0f} min per epoch); --preset cpu is the CPU-sized "
-              "model (space-to-depth patches + bf16). Carrying on.", flush=True)
+    tensorflow = keras.backend.backend() == "tensorflow"
+    if tensorflow and cfg.preset == "seed" and cfg.model.patch_size == 1:
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            est = tr.steps_per_epoch * tr.batch_size / SEED_PRESET_SEQ_PER_S_CPU / 60
+            print(f"note: no GPU found; the seed preset trains at about {SEED_PRESET_SEQ_PER_S_CPU:g} "
+                  f"sequence/s on a 2-core CPU (~{est:.0f} min per epoch); --preset cpu is the CPU-sized "
+                  "model (space-to-depth patches + bf16). Carrying on.", flush=True)
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other
     # TensorFlow work (the perceptual term builds VGG16). Then everything that can
     # fail fast does so before any training work.
     strat = strategy if not isinstance(strategy, str) else distribute.make_strategy(strategy)
     loss = losses.CompositeLoss(tr.bce_weight, tr.perceptual_weight, tr.gdl_weight,
                                 perceptual_weights=tr.perceptual_weights,
-                                perceptual_layer=tr.perceptual_layer)
+                                perceptual_layer=tr.perceptual_layer,
+                                mse_weight=tr.mse_weight, l1_weight=tr.l1_weight)
     train_digits = data.load_mnist_digits(mnist, "train")
     val_digits = data.load_mnist_digits(mnist, "val")
     worker, _ = distribute.worker_info(strat)
@@ -252,7 +356,8 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     keras.utils.set_random_seed(tr.seed)
     with strat.scope():
         net = build_model(cfg.model)
-        model = make_forecaster(net, tr.feedback_passes, tr.context_frames)
+        ramp = run_steps(tr) if tr.feedback_ramp else 0
+        model = make_forecaster(net, tr.feedback_passes, tr.context_frames, ramp, tr.seed)
         size, ch = cfg.model.frame_size, cfg.model.channels
         model(np.zeros((1, 2, size, size, ch), np.float32))  # build (BackupAndRestore needs it)
         if init and not resuming:
@@ -264,20 +369,32 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
             except ValueError as e:
                 raise UserError(f"--init {init}: not the same architecture as this config ({e})") from None
         jit = {"auto": "auto", "true": True, "false": False}[str(tr.jit_compile).lower()]
-        model.compile(optimizer=keras.optimizers.Adam(tr.lr), loss=loss, jit_compile=jit,
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(tr)), loss=loss, jit_compile=jit,
                       metrics=["mae", metrics.PSNR(), metrics.SSIM(), metrics.PixelAccuracy()])
     global_batch = distribute.global_batch(strat, tr.batch_size)
-    train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed, worker)
+    epochs = -(-run_steps(tr) // tr.steps_per_epoch) if tr.total_steps else tr.epochs
+    start = completed_epochs(out) * tr.steps_per_epoch  # the data stream goes on where it stopped
     val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)
-    val_ds = data.fixed_dataset(val, global_batch)
-    callbacks, budget = make_callbacks(net, out, tr, time_budget_min)
+    if tensorflow:
+        train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
+                                      worker, start)
+        val_ds = data.fixed_dataset(val, global_batch)
+    else:  # no tf.data: a NumPy stream and arrays (strategies are TensorFlow's)
+        train_ds = data.train_batches(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
+                                      worker, start)
+        v = data.to_float(val)
+        val_ds = (v[:, :-1], v[:, 1:])
+    rollout_frames = data.to_float(val[:tr.val_rollout_sequences]) \
+        if tr.val_rollout_sequences else None
+    callbacks, budget = make_callbacks(net, out, tr, time_budget_min, rollout_frames)
     if resuming:
-        print(f"resuming the interrupted run in {out}", flush=True)
+        print(f"resuming the interrupted run in {out} (data stream from step {start})", flush=True)
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     t0 = time.time()
-    history = model.fit(train_ds, epochs=tr.epochs, steps_per_epoch=tr.steps_per_epoch,
-                        validation_data=val_ds, callbacks=callbacks, verbose=verbose)
+    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=tr.steps_per_epoch,
+                        validation_data=val_ds, validation_batch_size=None if tensorflow else global_batch,
+                        callbacks=callbacks, verbose=verbose)
     elapsed = time.time() - t0
     if not budget.hit:  # finished (epochs done or early stop): nothing left to resume
         shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)

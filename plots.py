@@ -152,6 +152,21 @@ def per_step_curves(steps, curves: dict, path, title: str, ylabel_by_metric: dic
     return _save(fig, path)
 
 
+def roc_figure(scores: dict, labels, path, title: str = "Frame-level ROC (pooled)"):
+    """ROC curves of several scorers on the same frames: {label: (N,) scores}, labels (N,) 0/1."""
+    from anomaly import scoring
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    for name, sc in scores.items():
+        fpr, tpr, _ = scoring.roc_curve(sc, labels)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {scoring.roc_auc(sc, labels):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8)
+    ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=title)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def learning_curves(runs: dict, references: list, path):
     """Validation 10->10 MSE per frame and SSIM, and next-frame SSIM, against
     training sequences seen (log x), and 10->10 MSE against wall hours.

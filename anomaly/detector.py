@@ -132,6 +132,7 @@ class Detector:
         """A saved detector folder, or a list of folders (an ensemble)."""
         import keras
 
+        import anomaly.model  # noqa: F401  (registers CoordChannels)
         import model  # noqa: F401  (registers the shared layers)
 
         paths = [paths] if isinstance(paths, str) else list(paths)

@@ -11,6 +11,11 @@ smoothing (--smooth): the mean optical-flow magnitude of the frame, and the
 flow magnitude reduced exactly as the model's error is (--score, --border: e.g.
 the fastest 8x8-pixel cell of the interior), so that a local score is compared
 with a local baseline.
+With --normal-videos (the clips the model was trained on), a third baseline:
+the per-location normal-motion model of `anomaly.location`, fitted on them.
+Every metric is reported pooled and per anomaly kind (each kind's clips with the
+normal clips; "speed" and "pattern" groups), the kind read from the clip name
+(NAME_NN.mp4, as `anomaly.synthetic` writes them).
 Writes OUT/metrics.json, OUT/roc.png and one score plot per video.
 """
 
@@ -39,6 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--score", default=None, choices=["mean", "local"], help="frame reduction (default: the model's)")
     p.add_argument("--border", type=int, default=None,
                    help="pixels left out at each edge when scoring (default: the model's)")
+    p.add_argument("--normal-videos", default=None,
+                   help="normal clips (the model's training clips) to fit the per-location baseline on; "
+                        "without it that baseline is left out")
     return p.parse_args(argv)
 
 
@@ -48,20 +56,52 @@ def flow_speed(raw: np.ndarray) -> np.ndarray:
     return np.hypot(raw[..., 0], raw[..., 1])
 
 
+def clip_kind(stem: str) -> str:
+    """The anomaly kind of a benchmark clip from its name: "wrong_way_03" -> "wrong_way"."""
+    head, sep, tail = stem.rpartition("_")
+    return head if sep and tail.isdigit() else stem
+
+
+def kind_groups(kinds: list) -> dict:
+    """{group: clip kinds it pools}: "all"; each anomaly kind with the normal clips;
+    "pattern" and "speed" anomalies with the normal clips (where present)."""
+    from anomaly.synthetic import PATTERN_KINDS, SPEED_KINDS
+
+    present = sorted(set(kinds))
+    groups = {"all": present}
+    for name, members in (("speed", SPEED_KINDS), ("pattern", PATTERN_KINDS)):
+        if len([k for k in present if k in members]) > 1:
+            groups[name] = ["normal", *[k for k in present if k in members]]
+    for k in present:
+        if k != "normal":
+            groups[k] = ["normal", k]
+    return groups
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+
     def run():
         import plots
         from anomaly import scoring
         from anomaly.detect import apply_overrides, plot_scores
         from anomaly.detector import Detector, causal_max, reduce_error_map
+        from anomaly.location import LocationModel
         from anomaly.synthetic import read_labels
         from anomaly.video import expand_videos, read_video
 
         det = apply_overrides(Detector.load(args.model), args)
         paths = expand_videos(args.videos)
+        location = None
+        if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
+            location = LocationModel(border=det.border).fit(
+                [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
         os.makedirs(args.out, exist_ok=True)
-        all_s, all_b, all_l, all_y, per_video = [], [], [], [], {}
+        methods = {"model": "ConvLSTM AE", "baseline_mean_flow_magnitude": "mean flow magnitude",
+                   "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}
+        if location is not None:
+            methods["baseline_per_location"] = f"per-location motion model ({det.score})"
+        clips, per_video = [], {}
         for p in paths:
             stem = os.path.splitext(os.path.basename(p))[0]
             lp = os.path.join(args.labels or os.path.dirname(p), stem + ".labels.txt")
@@ -72,41 +112,39 @@ def main(argv=None) -> int:
             if len(labels) != len(raw):
                 raise UserError(f"{lp}: {len(labels)} labels for {len(raw)} frames")
             s = det.score_features(raw)
-            speed = flow_speed(raw)  # both baselines get the model's temporal smoothing
-            b = causal_max(reduce_error_map(speed, "mean"), det.smooth)
-            loc = causal_max(reduce_error_map(speed, det.score, det.border), det.smooth)
-            keep = np.isfinite(s)
-            all_s.append(s[keep])
-            all_b.append(b[keep])
-            all_l.append(loc[keep])
-            all_y.append(labels[keep])
+            speed = flow_speed(raw)  # every baseline gets the model's temporal smoothing
+            scores = {"model": s,
+                      "baseline_mean_flow_magnitude": causal_max(reduce_error_map(speed, "mean"), det.smooth),
+                      "baseline_flow_magnitude_as_model":
+                          causal_max(reduce_error_map(speed, det.score, det.border), det.smooth)}
+            if location is not None:
+                scores["baseline_per_location"] = causal_max(location.frame_scores(raw, det.score), det.smooth)
+            keep = np.isfinite(s)  # frames before the first full window: left out for all
+            clips.append((clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep]))
             per_video[stem] = {"frames": len(raw), "anomalous": int(labels.sum()),
                                "flagged": int(np.sum(s[keep] > det.threshold))}
             plot_scores(os.path.join(args.out, f"scores_{stem}.png"), s, det.threshold, labels, stem)
-        s, b, y = np.concatenate(all_s), np.concatenate(all_b), np.concatenate(all_y)
-        loc = np.concatenate(all_l)
+        per_kind = {}
+        for group, kinds in kind_groups([c[0] for c in clips]).items():
+            sel = [c for c in clips if c[0] in kinds]
+            y = np.concatenate([c[2] for c in sel])
+            if y.all() or not y.any():
+                continue
+            per_kind[group] = {m: scoring.report(np.concatenate([c[1][m] for c in sel]), y) for m in methods}
+        s = np.concatenate([c[1]["model"] for c in clips])
+        y = np.concatenate([c[2] for c in clips])
         res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score,
-               "smooth": det.smooth, "border": det.border, "model": scoring.report(s, y),
-               "baseline_mean_flow_magnitude": scoring.report(b, y),
-               "baseline_flow_magnitude_as_model": scoring.report(loc, y),
+               "smooth": det.smooth, "border": det.border, **per_kind.get("all", {}),
+               "per_kind": per_kind, "normal_videos": args.normal_videos,
                "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
                                 "fpr": float(np.mean(s[y == 0] > det.threshold))},
                "per_video": per_video, "models": args.model}
-        plt = plots._plt()
-        fig, ax = plt.subplots(figsize=(4.5, 4.2))
-        for name, sc in (("ConvLSTM AE", s), ("mean flow magnitude", b),
-                         (f"flow magnitude ({det.score}, border {det.border})", loc)):
-            fpr, tpr, _ = scoring.roc_curve(sc, y)
-            ax.plot(fpr, tpr, label=f"{name} (AUC {scoring.roc_auc(sc, y):.3f})")
-        ax.plot([0, 1], [0, 1], "k:", lw=0.8)
-        ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title="Frame-level ROC (pooled)")
-        ax.legend(fontsize=8)
-        plots._save(fig, os.path.join(args.out, "roc.png"))
+        plots.roc_figure({label: np.concatenate([c[1][m] for c in clips]) for m, label in methods.items()}, y,
+                         os.path.join(args.out, "roc.png"))
         plots.write_json(res, os.path.join(args.out, "metrics.json"))
-        for label, key in (("model", "model"), ("baseline, mean flow", "baseline_mean_flow_magnitude"),
-                           ("baseline, flow as model", "baseline_flow_magnitude_as_model")):
-            m = res[key]
-            print(f"{label + ':':25s} ROC-AUC {m['roc_auc']:.3f}  PR-AUC {m['pr_auc']:.3f}  EER {m['eer']:.3f}")
+        print(f"{'ROC-AUC (pooled with the normal clips)':40s}" + "".join(f"{m[:22]:>24s}" for m in methods))
+        for group, rep in per_kind.items():
+            print(f"{group:40s}" + "".join(f"{rep[m]['roc_auc']:24.3f}" for m in methods))
     return run_cli(run, ValueError, OSError)
 
 

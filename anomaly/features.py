@@ -17,13 +17,17 @@ import numpy as np
 class FeatureConfig:
     """image_size: working size S; flow: "farneback" or "dis"; density: "mog2"
     (background subtraction) or "keypoints" (a detector adapter); blur: Gaussian
-    sigma of the density heatmap in pixels at size S."""
+    sigma of the density heatmap in pixels at size S; mog2_history and
+    mog2_learning_rate: MOG2's background model (learning rate -1: OpenCV's
+    1 / history, which absorbs a person who stands still within a few dozen
+    frames; a small rate such as 0.001 keeps them in the foreground for minutes)."""
 
     image_size: int = 64
     flow: str = "farneback"
     density: str = "mog2"
     blur: float = 2.0
     mog2_history: int = 100
+    mog2_learning_rate: float = -1.0
 
     def to_dict(self):
         return asdict(self)
@@ -59,7 +63,7 @@ class Mog2Density:
     def __call__(self, gray: np.ndarray) -> np.ndarray:
         import cv2
 
-        fg = (self.bg.apply(gray) > 0).astype(np.float32)
+        fg = (self.bg.apply(gray, learningRate=self.cfg.mog2_learning_rate) > 0).astype(np.float32)
         return cv2.GaussianBlur(fg, (0, 0), self.cfg.blur)
 
 

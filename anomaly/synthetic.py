@@ -9,7 +9,13 @@ Anomalies start at a labelled frame:
 - panic: everyone turns away from a random point and accelerates 3-4x within
   about six frames, leaving the scene (the crowd scatters); the clip ends when
   fewer than 3 people remain in view, so every labelled frame shows the panic;
-- runner: one person runs against the stream at about 4 px/frame.
+- runner: one person runs against the stream at about 4 px/frame;
+and, where speed is not the signal, in the "lanes" scene (OUT/lanes/: the top
+half of the floor walks right, the bottom half left):
+- wrong_way: one or two people turn round and walk against their lane;
+- crossing: three to five people walk across the lanes, perpendicular to them;
+- stop: the whole crowd stops and stands still;
+- gathering: half the crowd walks to one point and stays there.
 Clips are written as MP4 files and read back through the same reader as user
 videos; labels are one 0/1 per frame in NAME.labels.txt.
 """
@@ -34,17 +40,40 @@ def _floor(rng, size):
     return np.repeat(np.clip(tex, 0, 255)[..., None], 3, axis=-1).astype(np.float32)
 
 
+PATTERN_KINDS = ("wrong_way", "crossing", "stop", "gathering")
+SPEED_KINDS = ("panic", "runner")
+KINDS = ("normal", *SPEED_KINDS, *PATTERN_KINDS)
+
+
 def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = None,
-               onset: int | None = None):
-    """One clip: (uint8 RGB (T, size, size, 3), labels uint8 (T,))."""
+               onset: int | None = None, layout: str = "mixed", tracks: bool = False):
+    """One clip: (uint8 RGB (T, size, size, 3), labels uint8 (T,)); with `tracks`,
+    also {"pos": (T, n, 2) x, y of every person, "actors": (n,) bool, the people a
+    pattern anomaly moves, "onset": int or None} (for tests).
+
+    Args:
+        seed: the clip's seed (anything `np.random.default_rng` takes).
+        anomaly: None (normal) or one of `KINDS[1:]`, starting at `onset`
+            (default: drawn from the clip's middle third).
+        layout: "mixed" (both streams everywhere, the original scene) or "lanes"
+            (the top half walks right, the bottom half left: a place where
+            direction depends on position).
+    """
     import cv2
 
+    if anomaly is not None and anomaly not in KINDS[1:]:
+        raise ValueError(f"anomaly must be one of {KINDS[1:]} or None, got {anomaly!r}")
+    if layout not in ("mixed", "lanes"):
+        raise ValueError(f"layout must be 'mixed' or 'lanes', got {layout!r}")
     rng = np.random.default_rng(seed)
     floor = _floor(rng, size)
     n = int(rng.integers(15, 31))
     pos = rng.uniform(0, size, (n, 2))                       # (x, y)
     stream = rng.integers(0, 2, n)                           # 0: rightwards, 1: leftwards
-    base = rng.normal(0, 0.25, n) + np.pi * stream           # preferred heading per person
+    if layout == "lanes":                                    # the lane decides the stream
+        stream = (pos[:, 1] >= size / 2).astype(stream.dtype)
+    lane = stream.copy() if layout == "lanes" else None      # -1: free to leave the lane
+    base = rng.normal(0, 0.25, n) * (0.4 if layout == "lanes" else 1.0) + np.pi * stream
     heading = base + rng.normal(0, 0.1, n)
     speed = rng.uniform(0.6, 1.3, n)
     speed_cap = speed * 3.5
@@ -55,9 +84,17 @@ def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = N
         onset = int(onset if onset is not None else rng.integers(frames // 3, frames // 2))
     centre = rng.uniform(size * 0.3, size * 0.7, 2)
     runner = None
+    held = np.zeros(n, bool)       # stop / gathering: people who no longer walk freely
+    goal = None                    # gathering: each gatherer's spot
+    actors = np.zeros(n, bool)
+    path = np.zeros((frames, n, 2))
     out = np.empty((frames, size, size, 3), np.uint8)
     for t in range(frames):
         panic = anomaly == "panic" and t >= onset
+        if anomaly in PATTERN_KINDS and t == onset:
+            base, heading, held, goal, actors = _pattern_onset(anomaly, rng, pos, base, heading, size, centre)
+            if lane is not None and anomaly != "wrong_way":  # wrong-way walkers keep their lane
+                lane[actors] = -1
         if panic:
             away = np.arctan2(pos[:, 1] - centre[1], pos[:, 0] - centre[0])
             d = np.angle(np.exp(1j * (away - heading)))
@@ -67,11 +104,20 @@ def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = N
             heading = heading + rng.normal(0, 0.04, n) + 0.05 * np.angle(np.exp(1j * (base - heading)))
             speed = np.clip(speed + rng.normal(0, 0.02, n), 0.5, 1.4)
             speed_cap = speed * rng.uniform(3.0, 4.0, n)
+        if held.any():
+            speed, heading = _held_motion(anomaly, pos, speed, heading, held, goal, t - onset)
         pos = pos + speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
         if not panic:
             pos = np.mod(pos, size)
+            if lane is not None:  # walkers keep to their lane
+                y = pos[:, 1]
+                pos[:, 1] = np.where(lane == 0, np.clip(y, 4, size / 2 - 4),
+                                     np.where(lane == 1, np.clip(y, size / 2 + 4, size - 4), y))
+        path[t] = pos
         if anomaly == "runner" and t == onset:
             y0 = rng.uniform(size * 0.2, size * 0.8)
+            if layout == "lanes":  # against the lane it runs in
+                y0 = rng.uniform(size * 0.2, size * 0.45)
             # enters at the right edge and runs leftwards, against the rightward stream
             runner = {"pos": np.array([size + 4.0, y0]), "v": np.array([-4.0, rng.normal(0, 0.3)])}
         img = floor.copy()
@@ -90,13 +136,69 @@ def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = N
                 labels[t] = 1
                 cv2.ellipse(img, (int(round(x)), int(round(y))), (2, 4), 0, 0, 360, (30, 30, 30), -1)
                 cv2.circle(img, (int(round(x)), int(round(y - 6))), 2, (30, 30, 30), -1)
+        if anomaly in PATTERN_KINDS and t >= onset:
+            labels[t] = 1
         if panic:
             labels[t] = 1
             visible = np.sum((pos[:, 0] > 0) & (pos[:, 0] < size) & (pos[:, 1] > 0) & (pos[:, 1] < size))
             if visible < 3:  # the crowd has left: the clip ends with the panic
-                return out[:t], labels[:t]
+                out, labels, path = out[:t], labels[:t], path[:t]
+                break
         out[t] = np.clip(img, 0, 255).astype(np.uint8)
+    if tracks:
+        return out, labels, {"pos": path, "actors": actors, "onset": onset}
     return out, labels
+
+
+def _pattern_onset(kind, rng, pos, base, heading, size, centre):
+    """What changes at the onset of a pattern anomaly: (base, heading, held, goal,
+    actors), `actors` marking the people it moves.
+
+    wrong_way: one or two people turn round and walk against their stream at
+    their own speed; crossing: three to five people turn perpendicular to the
+    streams (all up or all down) and keep walking; stop: the whole crowd stops
+    and stands; gathering: half the crowd (at least 5) walks to a point at
+    walking speed and stands there."""
+    n = len(pos)
+    base, heading = base.copy(), heading.copy()
+    held = np.zeros(n, bool)
+    goal = None
+    inside = np.flatnonzero((pos[:, 0] > 8) & (pos[:, 0] < size - 8) & (pos[:, 1] > 8) & (pos[:, 1] < size - 8))
+    if kind == "wrong_way":
+        who = rng.choice(inside, min(len(inside), int(rng.integers(1, 3))), replace=False)
+        base[who] += np.pi
+        heading[who] += np.pi
+    elif kind == "crossing":
+        who = rng.choice(inside, min(len(inside), int(rng.integers(3, 6))), replace=False)
+        base[who] = rng.choice([-1.0, 1.0]) * np.pi / 2
+        heading[who] = base[who]
+    elif kind == "stop":
+        held[:] = True
+    else:  # gathering
+        who = rng.choice(n, max(5, n // 2), replace=False)
+        held[who] = True
+        goal = centre + rng.normal(0, 4.0, (n, 2))
+    actors = held.copy()
+    if kind in ("wrong_way", "crossing"):
+        actors[who] = True
+    return base, heading, held, goal, actors
+
+
+def _held_motion(kind, pos, speed, heading, held, goal, since: int):
+    """Speed and heading of people under a stop or a gathering (others unchanged):
+    stoppers slow by 0.6x a frame (`since` frames after the onset) to a
+    standstill within about 7 frames; gatherers head for their spot at walking
+    speed and stand once there."""
+    speed, heading = speed.copy(), heading.copy()
+    if kind == "stop":
+        slowed = speed[held] * 0.6 ** (since + 1)
+        speed[held] = np.where(slowed < 0.05, 0.0, slowed)
+        return speed, heading
+    to = goal - pos
+    dist = np.hypot(to[:, 0], to[:, 1])
+    heading[held] = np.arctan2(to[held, 1], to[held, 0])
+    speed[held] = np.where(dist[held] < 1.5, 0.0, np.minimum(speed[held], dist[held]))
+    return speed, heading
 
 
 def write_labels(path: str, labels: np.ndarray) -> None:
@@ -117,14 +219,16 @@ def read_labels(path: str) -> np.ndarray:
     return arr
 
 
-def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int, fps: float) -> dict:
-    """Clips of the given kinds ("normal", "panic", "runner") with their labels."""
+def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int, fps: float,
+                   layout: str = "mixed") -> dict:
+    """Clips of the given kinds (of `KINDS`) with their labels, NAME_NN.mp4 and
+    NAME_NN.labels.txt."""
     os.makedirs(folder, exist_ok=True)
     counts = {}
     for name, s in zip(kinds, seeds):
         j = counts.get(name, 0)
         counts[name] = j + 1
-        v, lab = crowd_clip(s, frames, size, anomaly=None if name == "normal" else name)
+        v, lab = crowd_clip(s, frames, size, anomaly=None if name == "normal" else name, layout=layout)
         stem = os.path.join(folder, f"{name}_{j:02d}")
         write_video(stem + ".mp4", v, fps)
         write_labels(stem + ".labels.txt", lab)
@@ -133,9 +237,13 @@ def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int
 
 def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, n_train: int = 10,
                    n_test_normal: int = 3, n_panic: int = 4, n_runner: int = 4, fps: float = 25.0,
-                   n_val_each: int = 6) -> dict:
+                   n_val_each: int = 6, lanes_train: int = 10, lanes_each: int = 4) -> dict:
     """Writes OUT/train/*.mp4 (normal), OUT/val/ (labelled, for design choices such
-    as the score reduction) and OUT/test/*.mp4 + *.labels.txt (the reported numbers)."""
+    as the score reduction) and OUT/test/*.mp4 + *.labels.txt (the reported numbers):
+    the "mixed" scene (normal, panic, runner). Then the same three folders under
+    OUT/lanes/ for the "lanes" scene (each half of the floor walks one way):
+    `lanes_train` normal training clips, and `lanes_each` clips of every kind in
+    `KINDS` in its val/ and test/ (0: no lanes scene)."""
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
     os.makedirs(os.path.join(out, "test"), exist_ok=True)
     if n_train > 1000:
@@ -151,7 +259,20 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
     vkinds = ["normal", "panic", "runner"] * n_val_each
     val = write_labelled(os.path.join(out, "val"), vkinds, [[seed, 2000 + i] for i in range(len(vkinds))],
                          frames, size, fps)
-    return {"train": n_train, "val": val, "test": test, "frames": frames, "size": size}
+    res = {"train": n_train, "val": val, "test": test, "frames": frames, "size": size}
+    if lanes_train or lanes_each:
+        lanes = os.path.join(out, "lanes")
+        os.makedirs(os.path.join(lanes, "train"), exist_ok=True)
+        for i in range(lanes_train):
+            v, _ = crowd_clip([seed, 5000 + i], frames, size, layout="lanes")
+            write_video(os.path.join(lanes, "train", f"normal_{i:02d}.mp4"), v, fps)
+        each = [k for k in KINDS for _ in range(lanes_each)]
+        res["lanes"] = {"train": lanes_train}
+        for split, first in (("val", 6000), ("test", 7000)):
+            res["lanes"][split] = write_labelled(os.path.join(lanes, split), each,
+                                                 [[seed, first + i] for i in range(len(each))],
+                                                 frames, size, fps, layout="lanes")
+    return res
 
 
 def main(argv=None) -> int:
@@ -161,8 +282,12 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=160)
     p.add_argument("--train-clips", type=int, default=10)
     p.add_argument("--val-each", type=int, default=6, help="validation clips of each kind (normal, panic, runner)")
+    p.add_argument("--lanes-train-clips", type=int, default=10, help="normal training clips of the lanes scene")
+    p.add_argument("--lanes-each", type=int, default=4,
+                   help="validation and test clips of each kind in the lanes scene (0 = no lanes scene)")
     args = p.parse_args(argv)
-    print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips, n_val_each=args.val_each))
+    print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips, n_val_each=args.val_each,
+                         lanes_train=args.lanes_train_clips, lanes_each=args.lanes_each))
     return 0
 
 

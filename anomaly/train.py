@@ -51,6 +51,10 @@ def parse_args(argv=None):
                    help="frame score = max over the last N frames' window scores (1 = off; 8 chosen on "
                         "the synthetic benchmark's validation clips)")
     p.add_argument("--flow", default="farneback", choices=["farneback", "dis"])
+    p.add_argument("--mog2-learning-rate", type=float, default=-1.0,
+                   help="background-model learning rate (-1: 1/history; small keeps standing people visible)")
+    p.add_argument("--coords", choices=["true", "false"], default="false",
+                   help="give the autoencoder the pixel coordinates (location-aware normal motion)")
     p.add_argument("--augment", type=int, default=0,
                    help="augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
     p.add_argument("--patience", type=int, default=6)
@@ -111,6 +115,8 @@ def train(args) -> dict:
     check_border(args.border, args.image_size, "--border")
     if not 0 < args.percentile < 100 or not 0 < args.val_fraction < 1:
         raise UserError("--percentile must be in (0, 100) and --val-fraction in (0, 1)")
+    if not (args.mog2_learning_rate == -1 or 0 <= args.mog2_learning_rate <= 1):
+        raise UserError(f"--mog2-learning-rate must be -1 or in [0, 1], got {args.mog2_learning_rate}")
     paths = expand_videos(args.videos)
     strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow work
     out = distribute.chief_out(args.out, strategy)
@@ -118,7 +124,7 @@ def train(args) -> dict:
     tr_clips, va_clips = split_clips(clips, args.val_fraction)
     rng = np.random.default_rng(args.seed)
     tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(args.augment)]
-    fcfg = FeatureConfig(image_size=args.image_size, flow=args.flow)
+    fcfg = FeatureConfig(image_size=args.image_size, flow=args.flow, mog2_learning_rate=args.mog2_learning_rate)
     t0 = time.time()
     tr_feats = [clip_features(c, fcfg) for c in tr_clips]
     va_feats = [clip_features(c, fcfg) for c in va_clips]
@@ -132,7 +138,8 @@ def train(args) -> dict:
                         f"validation windows {len(xva)})")
     import dataclasses
 
-    cfg = dataclasses.replace(AE_PRESETS[args.preset], window=w, image_size=args.image_size)
+    cfg = dataclasses.replace(AE_PRESETS[args.preset], window=w, image_size=args.image_size,
+                              coords=args.coords == "true")
     keras.utils.set_random_seed(args.seed)
     with strategy.scope():
         ae = build_autoencoder(cfg)

@@ -218,7 +218,8 @@ def test_synthetic_clips_and_labels(tmp_path):
 def test_more_training_clips_leave_test_and_val_clips_unchanged(tmp_path):
     from anomaly.synthetic import make_benchmark
 
-    kw = dict(seed=3, frames=20, size=32, n_test_normal=1, n_panic=1, n_runner=1, n_val_each=1)
+    kw = dict(seed=3, frames=20, size=32, n_test_normal=1, n_panic=1, n_runner=1, n_val_each=1,
+              lanes_train=0, lanes_each=0)
     make_benchmark(str(tmp_path / "a"), n_train=1, **kw)
     make_benchmark(str(tmp_path / "b"), n_train=3, **kw)
     assert len(os.listdir(tmp_path / "b" / "train")) == 3
@@ -248,7 +249,7 @@ def test_cli_train_detect_evaluate(tmp_path):
 
     data = str(tmp_path / "crowd")
     synthetic.make_benchmark(data, seed=0, frames=40, size=64, n_train=3, n_test_normal=1, n_panic=1,
-                             n_runner=1, n_val_each=0)
+                             n_runner=1, n_val_each=0, lanes_train=2, lanes_each=1)
     out = str(tmp_path / "det")
     assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
                        "--image-size", "32", "--sequence-length", "8", "--stride", "4", "--augment", "1",
@@ -280,6 +281,17 @@ def test_cli_train_detect_evaluate(tmp_path):
     assert m2["score"] == "local" and m2["border"] == 4 and m2["stride"] == 1
     assert m2["baseline_mean_flow_magnitude"] == m["baseline_mean_flow_magnitude"]
     assert m2["baseline_flow_magnitude_as_model"] != m["baseline_flow_magnitude_as_model"]
+    # the lanes scene: every kind, reported per kind, with the per-location baseline
+    ev3 = str(tmp_path / "eval_lanes")
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "*.mp4"), "--out", ev3,
+                          "--normal-videos", os.path.join(data, "lanes", "train", "*.mp4")]) == 0
+    m3 = json.load(open(os.path.join(ev3, "metrics.json")))
+    assert set(m3["per_kind"]) == {"all", "speed", "pattern", "panic", "runner", "wrong_way", "crossing",
+                                   "stop", "gathering"}
+    for rep in m3["per_kind"].values():
+        assert set(rep) == {"model", "baseline_mean_flow_magnitude", "baseline_flow_magnitude_as_model",
+                            "baseline_per_location"}
+    assert m3["model"] == m3["per_kind"]["all"]["model"]
     assert detect.main(["--model", out, "--source", str(tmp_path / "missing.mp4"), "--out", d]) == 2
     from anomaly import calibrate
 
@@ -291,3 +303,143 @@ def test_cli_train_detect_evaluate(tmp_path):
     assert meta2["border"] == 2 and Detector.load(out).border == 2
     assert meta2["stride"] == 2 and meta2["train_stride"] == 4
     assert train.main(["--videos", str(tmp_path / "nothing*.mp4"), "--out", out]) == 2
+
+
+def _velocities(pos, size):
+    """Per-frame displacements of tracked people, NaN where one wraps round the
+    frame: (T-1, n, 2)."""
+    d = np.diff(pos, axis=0)
+    d[(np.abs(d) > size / 2).any(axis=-1)] = np.nan
+    return d
+
+
+def test_lanes_scene_keeps_its_lanes():
+    size = 96
+    _, lab, tr = crowd_clip(4, 60, size, layout="lanes", tracks=True)
+    pos = tr["pos"]
+    top = pos[0, :, 1] < size / 2
+    assert lab.sum() == 0 and (pos[:, top, 1] < size / 2).all() and (pos[:, ~top, 1] >= size / 2).all()
+    vx = np.nanmean(_velocities(pos, size)[..., 0], axis=0)
+    assert (vx[top] > 0.3).all() and (vx[~top] < -0.3).all()  # top walks right, bottom left
+    with pytest.raises(ValueError, match="layout"):
+        crowd_clip(0, 5, 32, layout="rows")
+    with pytest.raises(ValueError, match="anomaly"):
+        crowd_clip(0, 5, 32, anomaly="riot")
+
+
+def test_pattern_anomalies_move_as_they_claim():
+    size, frames, onset = 96, 80, 20
+    lane_dir = lambda pos: np.where(pos[0, :, 1] < size / 2, 1.0, -1.0)  # noqa: E731
+
+    v, lab, tr = crowd_clip(3, frames, size, anomaly="wrong_way", onset=onset, layout="lanes", tracks=True)
+    assert lab[:onset].sum() == 0 and lab[onset:].all()
+    a, pos = tr["actors"], tr["pos"]
+    vx = np.nanmean(_velocities(pos, size)[onset + 5:, :, 0], axis=0) * lane_dir(pos)
+    assert 1 <= a.sum() <= 2 and (vx[a] < -0.3).all() and (vx[~a] > 0.3).all()  # against the lane, walking
+
+    _, _, tr = crowd_clip(5, frames, size, anomaly="crossing", onset=onset, layout="lanes", tracks=True)
+    a = tr["actors"]
+    d = np.nanmean(_velocities(tr["pos"], size)[onset + 5:, a], axis=0)
+    assert 3 <= a.sum() <= 5 and (np.abs(d[:, 1]) > 3 * np.abs(d[:, 0])).all() and (np.abs(d[:, 1]) > 0.3).all()
+
+    v, lab, tr = crowd_clip(6, frames, size, anomaly="stop", onset=onset, layout="lanes", tracks=True)
+    pos = tr["pos"]
+    speed = np.hypot(*_velocities(pos, size).transpose(2, 0, 1))
+    assert tr["actors"].all() and np.nanmax(speed[onset + 10:]) == 0 and np.nanmin(speed[:onset]) > 0.3
+    # still drawn: the pixel at each standing body is dark (people 20-90, floor about 170)
+    inside = (pos[-1, :, 0] > 3) & (pos[-1, :, 0] < size - 3) & (pos[-1, :, 1] > 3) & (pos[-1, :, 1] < size - 3)
+    x, y = np.rint(pos[-1, inside]).astype(int).T
+    assert inside.sum() >= 5 and (v[-1, y, x].mean(axis=-1) < 120).all()
+
+    _, _, tr = crowd_clip(7, frames, size, anomaly="gathering", onset=onset, layout="lanes", tracks=True)
+    a, pos = tr["actors"], tr["pos"]
+    end = pos[-1, a]
+    speed = np.hypot(*_velocities(pos, size)[-5:, a].transpose(2, 0, 1))
+    assert a.sum() >= 5 and np.linalg.norm(end - end.mean(axis=0), axis=1).max() < 15 and np.nanmax(speed) == 0
+
+
+def test_per_location_model_hand_checked():
+    """A cell that always flowed right finds a leftward flow unlikely; the same
+    leftward flow is usual in a cell that always flowed left."""
+    from anomaly.location import LocationModel
+
+    def frames(vx_a, vx_b, t=10):
+        raw = np.zeros((t, 64, 64, 3), np.float32)
+        raw[:, 16:24, 24:32, 0] = vx_a  # cell (2, 3)
+        raw[:, 40:48, 8:16, 0] = vx_b   # cell (5, 1)
+        raw[:, 16:24, 24:32, 2] = raw[:, 40:48, 8:16, 2] = 0.5
+        return raw
+
+    lm = LocationModel().fit([frames(0.5, -0.5)])
+    assert lm.bins == 26 and lm.counts.shape == (8, 8, 26) and lm.counts.sum() == 10 * 64
+    s = lm.surprise(frames(-0.5, -0.5, t=1))[0]
+    assert s[2, 3] == pytest.approx(-np.log(1 / 36))    # never seen there: 1 / (10 + 26)
+    assert s[5, 1] == pytest.approx(-np.log(11 / 36))   # seen 10 times there
+    assert s[0, 0] == pytest.approx(-np.log(11 / 36))   # empty, as always
+    np.testing.assert_allclose(lm.frame_scores(frames(-0.5, -0.5, t=1)), [-np.log(1 / 36)])
+    np.testing.assert_allclose(lm.frame_scores(frames(0.5, -0.5, t=1)), [-np.log(11 / 36)])
+    # someone standing still where people only ever walked (density, no flow): bin 1, unseen
+    still = frames(0.0, -0.5, t=1)
+    assert lm.motion_bins(still)[0, 2, 3] == 1 and lm.surprise(still)[0, 2, 3] == pytest.approx(-np.log(1 / 36))
+    bordered = LocationModel(border=4).fit([frames(0.5, -0.5)])
+    assert bordered.counts.shape[:2] == (7, 7)  # cells of 8 pixels inside a 4-pixel border
+    with pytest.raises(ValueError, match="grid"):
+        bordered.surprise(np.zeros((1, 32, 32, 3), np.float32))  # 6 x 6 cells
+
+
+def test_kind_groups_pool_each_kind_with_the_normal_clips():
+    from anomaly.evaluate import clip_kind, kind_groups
+
+    assert clip_kind("wrong_way_03") == "wrong_way" and clip_kind("normal_00") == "normal"
+    assert clip_kind("my_clip") == "my_clip"
+    g = kind_groups(["normal", "panic", "runner", "stop", "normal"])
+    assert g["all"] == ["normal", "panic", "runner", "stop"] and g["speed"] == ["normal", "panic", "runner"]
+    assert g["stop"] == ["normal", "stop"] and "pattern" not in g  # one pattern kind: no group
+
+
+def test_coord_channels_values_and_round_trip(tmp_path):
+    import keras
+
+    from anomaly.model import AEConfig, CoordChannels, build_autoencoder
+
+    x = np.zeros((2, 3, 4, 5, 1), np.float32)
+    y = np.asarray(CoordChannels()(x))
+    assert y.shape == (2, 3, 4, 5, 3)
+    np.testing.assert_allclose(y[0, 0, 0, :, 1], [-1, -0.5, 0, 0.5, 1], atol=1e-6)   # x along the width
+    np.testing.assert_allclose(y[1, 2, :, 4, 2], [-1, -1 / 3, 1 / 3, 1], atol=1e-6)  # y along the height
+    cfg = AEConfig(encoder=(4,), decoder=(4,), patch=4, window=4, image_size=16, coords=True)
+    ae = build_autoencoder(cfg)
+    assert ae.output_shape[-1] == 3  # reconstructs the features only
+    path = str(tmp_path / "ae.keras")
+    ae.save(path)
+    back = keras.saving.load_model(path, compile=False, safe_mode=True)
+    v = np.random.default_rng(0).normal(size=(1, 4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(back(v)), np.asarray(ae(v)), atol=1e-6)
+    assert AEConfig.from_dict({k: v for k, v in cfg.to_dict().items() if k != "coords"}).coords is False
+
+
+def test_coordinates_make_the_autoencoder_location_aware():
+    """Trained on a toy scene whose top half always flows right and bottom half
+    left, the coordinate-aware autoencoder reconstructs rightward flow in the
+    bottom half (never seen there) far worse than in the top half."""
+    import keras
+
+    from anomaly.model import AEConfig, build_autoencoder
+
+    s, w = 16, 4
+    rng = np.random.default_rng(0)
+
+    def scene(top, bottom, n):
+        x = rng.normal(0, 0.05, (n, w, s, s, 3)).astype(np.float32)
+        x[:, :, : s // 2, :, 0] += top
+        x[:, :, s // 2:, :, 0] += bottom
+        return x
+
+    train = scene(1.0, -1.0, 64)
+    keras.utils.set_random_seed(0)
+    ae = build_autoencoder(AEConfig(encoder=(8,), decoder=(8,), patch=2, window=w, image_size=s, coords=True))
+    ae.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
+    ae.fit(train, train, epochs=40, batch_size=16, verbose=0)
+    probe = scene(1.0, 1.0, 8)  # rightward everywhere: usual on top, wrong in the bottom half
+    err = ((np.asarray(ae(probe)) - probe) ** 2).mean(axis=(0, 1, 3, 4))  # per row
+    assert err[s // 2 + 1:].mean() > 3 * err[: s // 2 - 1].mean()

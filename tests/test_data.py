@@ -149,3 +149,21 @@ def test_pipelines_shift_by_one_frame():
     xs, ys = next(iter(data.fixed_dataset(v, 3)))
     np.testing.assert_allclose(np.asarray(ys)[..., 0], v[:, 1:] / 255.0, rtol=1e-6)
     np.testing.assert_allclose(np.asarray(xs)[..., 0], v[:, :-1] / 255.0, rtol=1e-6)
+
+
+def test_stream_batches_depend_on_the_step_only():
+    """A resumed run continues the stream: batch k is the same whatever step the
+    stream was started from, in the tf.data and the NumPy pipelines."""
+    b3 = data.train_batch(DIGITS, 3, batch_size=2, seq_len=5, seed=0)
+    np.testing.assert_array_equal(b3, data.train_batch(DIGITS, 3, batch_size=2, seq_len=5, seed=0))
+    assert not np.array_equal(b3, data.train_batch(DIGITS, 4, batch_size=2, seq_len=5, seed=0))
+    assert not np.array_equal(b3, data.train_batch(DIGITS, 3, batch_size=2, seq_len=5, seed=0, worker=1))
+    it = iter(data.train_dataset(DIGITS, batch_size=2, seq_len=5, seed=0, start_step=2))
+    next(it)
+    x, y = next(it)  # step 3
+    np.testing.assert_allclose(np.asarray(x)[..., 0], b3[:, :-1] / 255.0, rtol=1e-6)
+    gen = data.train_batches(DIGITS, batch_size=2, seq_len=5, seed=0, start_step=3)
+    xn, yn = next(gen)
+    assert xn.dtype == np.float32 and xn.shape == (2, 4, 64, 64, 1)
+    np.testing.assert_allclose(xn[..., 0], b3[:, :-1] / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(yn[..., 0], b3[:, 1:] / 255.0, rtol=1e-6)

@@ -110,3 +110,16 @@ def test_compiled_model_round_trip(tmp_path):
     m2 = keras.saving.load_model(path)
     assert isinstance(m2.loss, CompositeLoss) and m2.loss.gdl_weight == 1.0
     np.testing.assert_allclose(np.asarray(m2(x)), np.asarray(m(x)), rtol=1e-6)
+
+
+def test_mse_and_l1_terms_hand_computed():
+    y = np.zeros((1, 1, 2, 2, 1), "float32")
+    p = np.array([0.5, 0.1, 0.0, 0.2], "float32").reshape(y.shape)
+    mse = CompositeLoss(0.0, 0.0, 0.0, mse_weight=1.0)(y, p)
+    l1 = CompositeLoss(0.0, 0.0, 0.0, l1_weight=1.0)(y, p)
+    assert float(mse) == pytest.approx((0.25 + 0.01 + 0.04) / 4, rel=1e-5)
+    assert float(l1) == pytest.approx(0.8 / 4, rel=1e-5)
+    both = CompositeLoss(0.0, 0.0, 0.0, mse_weight=2.0, l1_weight=3.0)(y, p)
+    assert float(both) == pytest.approx(2 * 0.075 + 3 * 0.2, rel=1e-5)
+    cfg = CompositeLoss(0.0, 0.0, 0.0, mse_weight=2.0, l1_weight=3.0).get_config()
+    assert cfg["mse_weight"] == 2.0 and cfg["l1_weight"] == 3.0

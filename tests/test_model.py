@@ -181,3 +181,20 @@ def test_bn_momentum_reaches_the_layers_and_old_configs_read_as_keras_default():
     d = json.loads(preset_config("cpu").to_json())
     del d["model"]["bn_momentum"]  # a config.json written before the field existed
     assert Config.from_dict(d).model.bn_momentum == 0.99
+
+
+@pytest.mark.parametrize("ext", [".keras", ".h5"])
+def test_crafted_lambda_checkpoint_is_refused(tmp_path, ext):
+    """A checkpoint carrying Python code (a Lambda layer) is never run: the Keras
+    floor in requirements.txt (>= 3.12) refuses it in both formats under safe_mode."""
+    import keras
+
+    import evaluate
+    from config import UserError
+
+    inp = keras.Input((2,))
+    out = keras.layers.Lambda(lambda x: x * 2.0)(inp)
+    path = str(tmp_path / f"crafted{ext}")
+    keras.Model(inp, out).save(path)
+    with pytest.raises(UserError, match="cannot load"):
+        evaluate.load_predictor(path)

@@ -157,3 +157,68 @@ def test_feedback_passes_feed_forecasts_back():
     out = np.asarray(fc(x, training=True))
     np.testing.assert_allclose(out[:, 2], f(f(x[:, 1])), rtol=1e-6)
     np.testing.assert_allclose(out[:, 3], f(f(f(x[:, 1]))), rtol=1e-6)
+
+
+def test_cosine_schedule_hand_checked():
+    from config import TrainConfig
+
+    tr = TrainConfig(lr=1e-3, lr_schedule="cosine", total_steps=110, warmup_steps=10)
+    sched = train.learning_rate(tr)
+    at = lambda s: float(np.asarray(sched(s)))  # noqa: E731
+    assert at(0) == pytest.approx(0.0, abs=1e-9)
+    assert at(5) == pytest.approx(0.5e-3, rel=1e-4)
+    assert at(10) == pytest.approx(1e-3, rel=1e-4)
+    # halfway through the decay: (1 + cos(pi / 2)) / 2 = 0.5 of the way from 1% to 100%
+    assert at(60) == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5), rel=1e-3)
+    assert at(110) == pytest.approx(1e-5, rel=1e-3)
+    assert train.learning_rate(TrainConfig(lr=2e-3)) == 2e-3  # plateau: a plain float
+    assert train.run_steps(TrainConfig(epochs=3, steps_per_epoch=7)) == 21
+
+
+def test_feedback_ramp_share_rises_with_the_steps():
+    """Scheduled sampling: at step 0 every fed frame is the true one (the pass equals
+    teacher forcing); once the counter reaches the ramp, every one is a forecast."""
+    import keras
+
+    class Half(keras.Model):
+        def call(self, x, training=False):
+            return 0.5 * x + 0.1
+
+    f = lambda v: 0.5 * v + 0.1  # noqa: E731
+    x = np.arange(6, dtype="float32").reshape(1, 6, 1, 1, 1)
+    ramp = 10**6
+    fc = train.make_forecaster(Half(), feedback_passes=1, context_frames=2, ramp_steps=ramp)
+    np.testing.assert_allclose(np.asarray(fc(x, training=True)), f(x), rtol=1e-6)  # share 1e-6
+    assert float(np.asarray(fc.steps_seen)) == 1.0
+    fc.steps_seen.assign(float(ramp))
+    fed = np.concatenate([x[:, :2], f(x)[:, 1:5]], axis=1)
+    np.testing.assert_allclose(np.asarray(fc(x, training=True)), f(fed), rtol=1e-6)  # share 1
+    np.testing.assert_allclose(np.asarray(fc(x, training=False)), f(x), rtol=1e-6)
+    assert float(np.asarray(fc.steps_seen)) == ramp + 1.0  # validation calls do not count
+    # halfway, about half of the fed frames are forecasts
+    half = train.make_forecaster(Half(), feedback_passes=1, context_frames=2, ramp_steps=2, seed=1)
+    xs = np.repeat(x, 400, axis=0)
+    out = np.asarray(half(xs, training=True))[:, 2:]  # step 1 of 2: share 0.5
+    picked = ~np.isclose(out, f(xs)[:, 2:])
+    assert 0.4 < picked.mean() < 0.6
+
+
+def test_cosine_run_logs_rollout_scores_and_resumes_its_schedule(tmp_path, mnist_dir):
+    out = str(tmp_path / "cos")
+    args = ["--preset", "smoke", "--mnist", mnist_dir, "--out", out, "--steps-per-epoch", "2",
+            "--lr-schedule", "cosine", "--total-steps", "6", "--warmup-steps", "2", "--lr", "1e-3",
+            "--val-sequences", "2", "--val-rollout-sequences", "2", "--context-frames", "3",
+            "--verbose", "0"]
+    assert train.main([*args, "--time-budget-min", "0"]) == 0  # stops after epoch 1
+    assert train.completed_epochs(out) == 1
+    assert train.main(args) == 0  # resumes: epochs 2 and 3, the schedule going on
+    import plots
+
+    log = plots.read_log(os.path.join(out, "log.csv"))
+    assert list(log["epoch"]) == [0, 1, 2]
+    # lr at the end of epochs 1..3 = schedule at steps 2, 4, 6
+    expect = [1e-3, 1e-3 * (0.01 + 0.99 * 0.5), 1e-5]
+    np.testing.assert_allclose(log["learning_rate"], expect, rtol=1e-3)
+    assert np.all(log["val_rollout_mse_frame"] > 0) and np.all(log["val_rollout_ssim"] <= 1)
+    assert "val_next_ssim" in log
+    assert train.completed_epochs(out) == 0  # finished: the backup is gone

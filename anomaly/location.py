@@ -1,0 +1,110 @@
+"""The per-location normal-motion baseline: what a fixed camera has seen where.
+
+The classical fixed-camera detector (in the spirit of Adam et al., "Robust
+real-time unusual event detection using multiple fixed-location monitors",
+PAMI 2008): every cell of a grid over the frame keeps a histogram of the motion
+it saw on normal clips, and a frame is as unusual as the least likely motion
+in any of its cells. A cell's motion in one frame is one of
+
+    bin 0                       empty: little foreground and little flow
+    bin 1                       occupied but still (someone standing)
+    bins 2 .. 1 + D * S         moving: D direction sectors x S speed bands
+
+from the mean flow vector (fx, fy) and mean density of the cell's pixels.
+Surprise = -log p(bin | cell), with add-one smoothing over the bins, so a
+motion never seen in a cell scores log(count + bins) and a usual one near 0.
+Scored like the model: the cells are those of `detector.reduce_error_map`
+(S // 8 pixels, the grid starting at the border), and the frame score is the
+mean or the largest cell surprise, then the same causal smoothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.detector import check_border
+
+
+def cell_means(raw: np.ndarray, border: int = 0) -> np.ndarray:
+    """Raw features (T, S, S, 3: flow x, flow y, density) -> per-cell means
+    (T, n, n, 3) over the grid of `reduce_error_map` (cells of S // 8 pixels
+    inside `border`)."""
+    s = raw.shape[1]
+    check_border(border, s)
+    x = raw[:, border:s - border, border:s - border] if border else raw
+    c = max(1, s // 8)
+    n = x.shape[1] // c
+    x = x[:, :n * c, :n * c]
+    return x.reshape(len(x), n, c, n, c, x.shape[-1]).mean(axis=(2, 4))
+
+
+class LocationModel:
+    """Per-cell histograms of normal motion.
+
+    Args:
+        directions: direction sectors of moving cells.
+        speed_edges: speed band edges in feature pixels per frame; a cell moves
+            when its mean flow is at least the first edge.
+        occupied: mean density from which a still cell counts as occupied.
+        border: pixels left out at each edge (as the detector's `border`).
+    """
+
+    def __init__(self, directions: int = 8, speed_edges=(0.1, 0.4, 1.0), occupied: float = 0.05,
+                 border: int = 0, counts: np.ndarray | None = None):
+        self.directions = int(directions)
+        self.speed_edges = tuple(float(e) for e in speed_edges)
+        self.occupied = float(occupied)
+        self.border = int(border)
+        self.counts = counts
+
+    @property
+    def bins(self) -> int:
+        return 2 + self.directions * len(self.speed_edges)
+
+    def motion_bins(self, raw: np.ndarray) -> np.ndarray:
+        """Raw features (T, S, S, 3) -> the motion bin of every cell, (T, n, n) int."""
+        m = cell_means(np.asarray(raw, np.float32), self.border)
+        fx, fy, dens = m[..., 0], m[..., 1], m[..., 2]
+        speed = np.hypot(fx, fy)
+        sector = np.floor((np.arctan2(fy, fx) + np.pi) / (2 * np.pi) * self.directions).astype(int)
+        sector = np.clip(sector, 0, self.directions - 1)
+        band = np.clip(np.searchsorted(self.speed_edges, speed, side="right") - 1, 0, None)
+        moving = 2 + sector * len(self.speed_edges) + band
+        still = np.where(dens >= self.occupied, 1, 0)
+        return np.where(speed >= self.speed_edges[0], moving, still)
+
+    def fit(self, clips) -> "LocationModel":
+        """Counts the bins of every cell over normal clips' raw features [(T, S, S, 3)]."""
+        counts = None
+        for raw in clips:
+            b = self.motion_bins(raw)
+            if counts is None:
+                counts = np.zeros((*b.shape[1:], self.bins), np.int64)
+            ii, jj = np.indices(b.shape[1:])
+            for frame in b:
+                np.add.at(counts, (ii, jj, frame), 1)
+        if counts is None:
+            raise ValueError("no normal clips to fit the per-location model on")
+        self.counts = counts
+        return self
+
+    def surprise(self, raw: np.ndarray) -> np.ndarray:
+        """-log p(bin | cell) of every cell of every frame: (T, n, n)."""
+        if self.counts is None:
+            raise ValueError("fit the per-location model first")
+        b = self.motion_bins(raw)
+        if b.shape[1:] != self.counts.shape[:2]:
+            raise ValueError(f"features give a {b.shape[1:]} grid, the model was fitted on "
+                             f"{self.counts.shape[:2]}")
+        p = (self.counts + 1.0) / (self.counts.sum(-1, keepdims=True) + self.bins)
+        ii, jj = np.indices(b.shape[1:])
+        return -np.log(p[ii, jj, b])
+
+    def frame_scores(self, raw: np.ndarray, how: str = "local") -> np.ndarray:
+        """(T,) frame scores: the largest cell surprise ("local") or the mean ("mean")."""
+        s = self.surprise(raw)
+        if how == "local":
+            return s.max(axis=(1, 2))
+        if how == "mean":
+            return s.mean(axis=(1, 2))
+        raise ValueError(f"how must be 'local' or 'mean', got {how!r}")

@@ -25,7 +25,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 from config import CliParser, UserError, run_cli  # noqa: E402
-from model import forecast, predict_frames, rollout  # noqa: E402
+from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
 
 METRIC_NAMES = ("psnr", "ssim", "mse", "mae", "mse_frame", "mae_frame")
 
@@ -50,22 +50,6 @@ def parse_args(argv=None):
                    help="both share one stepwise pass (the rollout branches off after the context)")
     p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
     return p.parse_args(argv)
-
-
-def load_predictor(path: str):
-    """A saved predictor, without its training configuration; never runs code from the file."""
-    import keras
-
-    import losses  # noqa: F401  (registers the project's serialisable objects)
-    import metrics  # noqa: F401
-    import model  # noqa: F401
-
-    if not os.path.isfile(path):
-        raise UserError(f"checkpoint {path} not found; train one with train.py or pass --checkpoint")
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:
-        raise UserError(f"cannot load {path} as a Keras model ({str(e)[:200]})") from None
 
 
 def test_videos(args, seq_len: int = 20, num_digits: int = 2):

@@ -7,11 +7,13 @@ mode; in training mode BatchNorm's batch statistics mix the whole batch).
 
 from __future__ import annotations
 
+import os
+
 import keras
 import numpy as np
 from keras import layers, ops
 
-from config import ModelConfig
+from config import ModelConfig, UserError
 
 PACKAGE = "convlstm"
 
@@ -248,6 +250,11 @@ def _stepper(net):
     d2s = net.get_layer("depth_to_space") if "depth_to_space" in names else None
     skip = net.get_layer("input_skip") if "input_skip" in names else None
     kt = head.kernel_size[0]
+    known = {"frames", "space_to_depth", "depth_to_space", "input_skip", "head",
+             *(layer.name for block in blocks for layer in block)}
+    unknown = [layer.name for layer in net.layers if layer.name not in known]
+    if unknown:  # a layer this function would silently skip: use the re-run path instead
+        raise ValueError(f"the stepwise pass does not handle layers {unknown}")
 
     def step(frame, states, buf):
         """frame (N, H, W, ch) -> (forecast (N, H, W, ch), new states, new buffer)."""
@@ -349,3 +356,18 @@ def forecast(net, frames, context: int, horizon: int):
         return predict_frames(net, frames[:, :-1]), rollout_naive(net, frames[:, :context], horizon)
     nf, ro = run(frames, context, horizon)
     return np.asarray(nf, np.float32), np.asarray(ro, np.float32)
+
+
+def load_predictor(path: str):
+    """A saved predictor, without its training configuration; never runs code from the file."""
+    import keras
+
+    import losses  # noqa: F401  (registers the project's serialisable objects)
+    import metrics  # noqa: F401
+
+    if not os.path.isfile(path):
+        raise UserError(f"checkpoint {path} not found; train one with train.py or pass --checkpoint")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:
+        raise UserError(f"cannot load {path} as a Keras model ({str(e)[:200]})") from None

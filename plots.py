@@ -152,6 +152,23 @@ def per_step_curves(steps, curves: dict, path, title: str, ylabel_by_metric: dic
     return _save(fig, path)
 
 
+def anomaly_scores(path, scores, threshold, labels=None, title="", baseline=None):
+    """Frame scores over time with the threshold and, shaded, the labelled anomalous frames."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    t = np.arange(len(scores))
+    if labels is not None:
+        lab = np.asarray(labels[:len(scores)], bool)
+        ax.fill_between(t[:len(lab)], 0, 1, where=lab, color="red", alpha=0.15,
+                        transform=ax.get_xaxis_transform(), label="true anomaly")
+    ax.plot(t, scores, color="C0", label="reconstruction error")
+    ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
+    ax.set(xlabel="frame", ylabel="score", title=title)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
 def roc_figure(scores: dict, labels, path, title: str = "Frame-level ROC (pooled)"):
     """ROC curves of several scorers on the same frames: {label: (N,) scores}, labels (N,) 0/1."""
     from anomaly import scoring

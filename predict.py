@@ -106,7 +106,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     args = parse_args(argv)
     def run():
-        from evaluate import load_predictor
+        from model import load_predictor
         from model import rollout
         import plots
 

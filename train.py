@@ -361,7 +361,7 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
         size, ch = cfg.model.frame_size, cfg.model.channels
         model(np.zeros((1, 2, size, size, ch), np.float32))  # build (BackupAndRestore needs it)
         if init and not resuming:
-            from evaluate import load_predictor
+            from model import load_predictor
 
             src = load_predictor(init)
             try:

@@ -37,8 +37,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     def run():
         import plots
-        from anomaly.detect import apply_overrides
-        from anomaly.detector import META, Detector, percentile_threshold
+        from anomaly.detector import META, Detector, apply_overrides, percentile_threshold
         from anomaly.video import expand_videos, read_video
 
         det = apply_overrides(Detector.load(args.model), args)

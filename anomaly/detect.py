@@ -39,28 +39,6 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def apply_overrides(det, args):
-    """The command line's --threshold, --stride, --smooth, --score and --border
-    (those it has and were given) replace the detector's saved settings; returns `det`."""
-    from anomaly.detector import check_border
-
-    for flag in ("stride", "smooth"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            if value < 1:
-                raise UserError(f"--{flag} must be >= 1")
-            setattr(det, flag, value)
-    if getattr(args, "score", None) is not None:
-        det.score = args.score
-    border = getattr(args, "border", None)
-    if border is not None:
-        check_border(border, det.feature_cfg.image_size, "--border")
-        det.border = border
-    if getattr(args, "threshold", None) is not None:
-        det.threshold = args.threshold
-    return det
-
-
 def stream(det, source: str):
     """Runs the streaming API over a video: (scores with NaN before the first
     window, flags, frames (for annotation), frames per second)."""
@@ -87,24 +65,6 @@ def write_csv(path, scores, flags):
     os.replace(tmp, path)
 
 
-def plot_scores(path, scores, threshold, labels=None, title="", baseline=None):
-    import plots
-
-    plt = plots._plt()
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    t = np.arange(len(scores))
-    if labels is not None:
-        lab = np.asarray(labels[:len(scores)], bool)
-        ax.fill_between(t[:len(lab)], 0, 1, where=lab, color="red", alpha=0.15,
-                        transform=ax.get_xaxis_transform(), label="true anomaly")
-    ax.plot(t, scores, color="C0", label="reconstruction error")
-    ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
-    ax.set(xlabel="frame", ylabel="score", title=title)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.grid(alpha=0.3)
-    return plots._save(fig, path)
-
-
 def annotate(frames, scores, flags, threshold):
     import cv2
 
@@ -119,10 +79,11 @@ def annotate(frames, scores, flags, threshold):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+
     def run():
-        from anomaly.detector import Detector
-        from anomaly.synthetic import read_labels
-        from anomaly.video import write_video
+        import plots
+        from anomaly.detector import Detector, apply_overrides
+        from anomaly.video import read_labels, write_video
 
         det = apply_overrides(Detector.load(args.model), args)
         labels = read_labels(args.labels) if args.labels else None
@@ -131,13 +92,11 @@ def main(argv=None) -> int:
             raise UserError(f"--out {args.out} is not writable")
         scores, flags, frames, fps = stream(det, args.source)
         write_csv(os.path.join(args.out, "scores.csv"), scores, flags)
-        plot_scores(os.path.join(args.out, "scores.png"), scores, det.threshold, labels,
-                    os.path.basename(args.source))
+        plots.anomaly_scores(os.path.join(args.out, "scores.png"), scores, det.threshold, labels,
+                             os.path.basename(args.source))
         ann = annotate(frames, scores, flags, det.threshold)
         write_video(os.path.join(args.out, "annotated.mp4"), ann)
         if args.gif:
-            import plots
-
             plots.write_gif(ann, os.path.join(args.out, "annotated.gif"), fps=12)
         n_anom = sum(1 for a in flags if a)
         print(f"{len(frames)} frames at {fps:.1f} frames/s (features + model, streaming); "

@@ -236,3 +236,23 @@ class Detector:
             self._extractor = FeatureExtractor(self.feature_cfg, self._detector)
         f = self._extractor(frame)
         return self.add_features(f[..., :2], f[..., 2])
+
+
+def apply_overrides(det, args):
+    """The command line's --threshold, --stride, --smooth, --score and --border
+    (those it has and were given) replace the detector's saved settings; returns `det`."""
+    for flag in ("stride", "smooth"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{flag} must be >= 1")
+            setattr(det, flag, value)
+    if getattr(args, "score", None) is not None:
+        det.score = args.score
+    border = getattr(args, "border", None)
+    if border is not None:
+        check_border(border, det.feature_cfg.image_size, "--border")
+        det.border = border
+    if getattr(args, "threshold", None) is not None:
+        det.threshold = args.threshold
+    return det

@@ -65,7 +65,7 @@ def clip_kind(stem: str) -> str:
 def kind_groups(kinds: list) -> dict:
     """{group: clip kinds it pools}: "all"; each anomaly kind with the normal clips;
     "pattern" and "speed" anomalies with the normal clips (where present)."""
-    from anomaly.synthetic import PATTERN_KINDS, SPEED_KINDS
+    from anomaly.scoring import PATTERN_KINDS, SPEED_KINDS
 
     present = sorted(set(kinds))
     groups = {"all": present}
@@ -84,11 +84,9 @@ def main(argv=None) -> int:
     def run():
         import plots
         from anomaly import scoring
-        from anomaly.detect import apply_overrides, plot_scores
-        from anomaly.detector import Detector, causal_max, reduce_error_map
+        from anomaly.detector import Detector, apply_overrides, causal_max, reduce_error_map
         from anomaly.location import LocationModel
-        from anomaly.synthetic import read_labels
-        from anomaly.video import expand_videos, read_video
+        from anomaly.video import expand_videos, read_labels, read_video
 
         det = apply_overrides(Detector.load(args.model), args)
         paths = expand_videos(args.videos)
@@ -123,7 +121,7 @@ def main(argv=None) -> int:
             clips.append((clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep]))
             per_video[stem] = {"frames": len(raw), "anomalous": int(labels.sum()),
                                "flagged": int(np.sum(s[keep] > det.threshold))}
-            plot_scores(os.path.join(args.out, f"scores_{stem}.png"), s, det.threshold, labels, stem)
+            plots.anomaly_scores(os.path.join(args.out, f"scores_{stem}.png"), s, det.threshold, labels, stem)
         per_kind = {}
         for group, kinds in kind_groups([c[0] for c in clips]).items():
             sel = [c for c in clips if c[0] in kinds]

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+# The anomaly kinds of the synthetic benchmark (anomaly.synthetic), grouped for reporting.
+PATTERN_KINDS = ("wrong_way", "crossing", "stop", "gathering")
+SPEED_KINDS = ("panic", "runner")
+KINDS = ("normal", *SPEED_KINDS, *PATTERN_KINDS)
+
 
 def _check(scores, labels):
     s = np.asarray(scores, np.float64).ravel()

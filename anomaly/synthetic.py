@@ -29,7 +29,8 @@ import numpy as np
 
 from config import CliParser
 
-from anomaly.video import write_video
+from anomaly.scoring import KINDS, PATTERN_KINDS, SPEED_KINDS  # noqa: F401  (re-exported)
+from anomaly.video import write_labels, write_video
 
 
 def _floor(rng, size):
@@ -38,11 +39,6 @@ def _floor(rng, size):
     tex = cv2.GaussianBlur(rng.normal(0, 1, (size, size)).astype(np.float32), (0, 0), 3)
     tex = 170 + 25 * tex / (tex.std() + 1e-6)
     return np.repeat(np.clip(tex, 0, 255)[..., None], 3, axis=-1).astype(np.float32)
-
-
-PATTERN_KINDS = ("wrong_way", "crossing", "stop", "gathering")
-SPEED_KINDS = ("panic", "runner")
-KINDS = ("normal", *SPEED_KINDS, *PATTERN_KINDS)
 
 
 def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = None,
@@ -199,24 +195,6 @@ def _held_motion(kind, pos, speed, heading, held, goal, since: int):
     heading[held] = np.arctan2(to[held, 1], to[held, 0])
     speed[held] = np.where(dist[held] < 1.5, 0.0, np.minimum(speed[held], dist[held]))
     return speed, heading
-
-
-def write_labels(path: str, labels: np.ndarray) -> None:
-    with open(path, "w") as f:
-        f.write("\n".join(str(int(v)) for v in labels) + "\n")
-
-
-def read_labels(path: str) -> np.ndarray:
-    """One 0/1 per line (NAME.labels.txt)."""
-    with open(path) as f:
-        vals = [line.strip() for line in f if line.strip()]
-    try:
-        arr = np.array([int(v) for v in vals], np.uint8)
-    except ValueError:
-        raise ValueError(f"{path}: labels must be one 0 or 1 per line") from None
-    if arr.size == 0 or arr.max() > 1:
-        raise ValueError(f"{path}: labels must be one 0 or 1 per line")
-    return arr
 
 
 def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int, fps: float,

@@ -83,3 +83,21 @@ def expand_videos(pattern: str) -> list[str]:
     if not paths:
         raise VideoError(f"--videos {pattern!r} matches no file")
     return paths
+
+
+def write_labels(path: str, labels: np.ndarray) -> None:
+    with open(path, "w") as f:
+        f.write("\n".join(str(int(v)) for v in labels) + "\n")
+
+
+def read_labels(path: str) -> np.ndarray:
+    """One 0/1 per line (NAME.labels.txt)."""
+    with open(path) as f:
+        vals = [line.strip() for line in f if line.strip()]
+    try:
+        arr = np.array([int(v) for v in vals], np.uint8)
+    except ValueError:
+        raise ValueError(f"{path}: labels must be one 0 or 1 per line") from None
+    if arr.size == 0 or arr.max() > 1:
+        raise ValueError(f"{path}: labels must be one 0 or 1 per line")
+    return arr

@@ -38,9 +38,10 @@ def main(argv=None):
     p.add_argument("--horizon", type=int, default=10)
     args = p.parse_args(argv)
     import evaluate
+    import model
 
     args.split, args.seed = "test", 0
-    net = evaluate.load_predictor(args.checkpoint)
+    net = model.load_predictor(args.checkpoint)
     with PeakRSS() as mem:
         videos, desc = evaluate.test_videos(args)
         results, seconds = evaluate.evaluate(net, videos, args.batch_size, args.context, args.horizon,

@@ -22,7 +22,8 @@ def files(tmp_path_factory, mnist_dir):
     from anomaly.detector import Detector
     from anomaly.features import FeatureConfig
     from anomaly.model import AEConfig, build_autoencoder
-    from anomaly.synthetic import crowd_clip, write_labels
+    from anomaly.synthetic import crowd_clip
+    from anomaly.video import write_labels
     from anomaly.video import write_video
     from config import ModelConfig
     from model import build_model

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from config import ModelConfig, preset_config
+import model
 from model import CausalConv3D, DepthToSpace, SpaceToDepth, build_model
 
 TINY = ModelConfig(filters=(4, 4, 4), frame_size=8)
@@ -189,7 +190,6 @@ def test_crafted_lambda_checkpoint_is_refused(tmp_path, ext):
     floor in requirements.txt (>= 3.12) refuses it in both formats under safe_mode."""
     import keras
 
-    import evaluate
     from config import UserError
 
     inp = keras.Input((2,))
@@ -197,4 +197,39 @@ def test_crafted_lambda_checkpoint_is_refused(tmp_path, ext):
     path = str(tmp_path / f"crafted{ext}")
     keras.Model(inp, out).save(path)
     with pytest.raises(UserError, match="cannot load"):
-        evaluate.load_predictor(path)
+        model.load_predictor(path)
+
+
+ALL_OPTIONS = [dataclasses.replace(TINY, patch_size=p, precision=prec, input_skip=skip, frame_size=16)
+               for p in (1, 4) for prec in ("float32", "bfloat16") for skip in (False, True)]
+
+
+@pytest.mark.parametrize("cfg", ALL_OPTIONS,
+                         ids=[f"p{c.patch_size}-{c.precision}-skip{int(c.input_skip)}" for c in ALL_OPTIONS])
+def test_stepwise_pass_equals_full_sequence_for_every_option(cfg):
+    """Every ModelConfig option the presets and flags allow (causal head): the
+    stepwise forecast equals running the full-sequence network."""
+    from model import forecast, predict_frames, rollout_naive
+
+    net = build_model(cfg)
+    v = np.random.default_rng(2).random((2, 6, 16, 16, 1)).astype("float32")
+    nf, ro = forecast(net, v, context=3, horizon=3)
+    assert getattr(net, "_rollout_fn", None) is not None
+    tol = 1e-6 if cfg.precision == "float32" else 2e-3
+    np.testing.assert_allclose(nf, predict_frames(net, v[:, :-1]), rtol=0, atol=tol)
+    np.testing.assert_allclose(ro, rollout_naive(net, v[:, :3], 3), rtol=0, atol=tol)
+
+
+def test_stepwise_pass_refuses_a_layer_it_does_not_know():
+    """A layer the stepper would skip sends forecast and rollout down the re-run path."""
+    from model import forecast, predict_frames, rollout, rollout_naive
+
+    base = build_model(dataclasses.replace(TINY, frame_size=16))
+    net = keras.Model(base.input, keras.layers.Rescaling(0.5, name="extra")(base.output))
+    v = np.random.default_rng(3).random((2, 5, 16, 16, 1)).astype("float32")
+    nf, ro = forecast(net, v, context=2, horizon=3)
+    assert getattr(net, "_rollout_fn", None) is None
+    np.testing.assert_allclose(nf, predict_frames(net, v[:, :-1]), atol=1e-6)
+    np.testing.assert_allclose(ro, rollout_naive(net, v[:, :2], 3), atol=1e-6)
+    np.testing.assert_allclose(rollout(net, v[:, :2], 3), ro, atol=1e-6)
+    assert nf.max() <= 0.5  # the extra layer's halving is in the forecasts

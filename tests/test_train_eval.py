@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import evaluate
+import model
 import train
 from conftest import ROOT
 
@@ -73,7 +74,7 @@ def test_evaluate_on_official_layout(run_dir, tmp_path):
 
 
 def test_rollout_feeds_forecasts_back(run_dir):
-    net = evaluate.load_predictor(os.path.join(run_dir, "model.keras"))
+    net = model.load_predictor(os.path.join(run_dir, "model.keras"))
     ctx = np.random.default_rng(0).random((1, 3, 64, 64, 1)).astype("float32")
     r = evaluate.rollout(net, ctx, 2)  # model.rollout, as evaluate uses it
     first = np.asarray(net(ctx, training=False))[:, -1]
@@ -126,7 +127,7 @@ def test_same_seed_same_model(tmp_path, mnist_dir):
     for i in range(2):
         out = str(tmp_path / f"r{i}")
         assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--seed", "7"]) == 0
-        outs.append(evaluate.load_predictor(os.path.join(out, "model.keras")).get_weights())
+        outs.append(model.load_predictor(os.path.join(out, "model.keras")).get_weights())
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
 

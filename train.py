@@ -116,6 +116,8 @@ def config_from_args(args) -> Config:
     if tr.feedback_passes and tr.context_frames >= tr.seq_len - 1:
         raise UserError(f"--context-frames {tr.context_frames} leaves no frame to feed back "
                         f"in sequences of {tr.seq_len} frames")
+    if tr.feedback_ramp and not tr.feedback_passes:
+        raise UserError("--feedback-ramp true needs --feedback-passes >= 1 (it ramps the fed-back share)")
     weights = (tr.bce_weight, tr.perceptual_weight, tr.gdl_weight, tr.mse_weight, tr.l1_weight)
     if min(weights) < 0 or not any(weights):
         raise UserError("loss weights must be >= 0 and not all zero")

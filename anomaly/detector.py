@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from anomaly.features import FeatureConfig, FeatureExtractor, Normalizer
+from anomaly.features import FeatureConfig, FeatureExtractor, Normalizer, stack_features
 
 META = "detector.json"
 MODEL = "ae.keras"
@@ -167,7 +167,7 @@ class Detector:
         return np.asarray(self._fns[i](x), np.float32)
 
     def window_errors(self, raw_windows: np.ndarray, batch: int = 16) -> np.ndarray:
-        """(K, W, S, S, 3) raw features -> (K, W) per-frame errors, ensemble mean."""
+        """(K, W, S, S, C) raw features -> (K, W) per-frame errors, ensemble mean."""
         out = np.zeros(raw_windows.shape[:2], np.float64)
         for i, norm in enumerate(self.normalizers):
             x = norm(raw_windows)
@@ -178,7 +178,7 @@ class Detector:
         return out / len(self.normalizers)
 
     def score_features(self, raw: np.ndarray) -> np.ndarray:
-        """Frame scores of a whole clip's raw features (T, S, S, 3), exactly as the
+        """Frame scores of a whole clip's raw features (T, S, S, C), exactly as the
         stream would give them; NaN before the first full window."""
         t = len(raw)
         scores = np.full(t, np.nan)
@@ -197,7 +197,7 @@ class Detector:
         return self.score_features(self.features(frames))
 
     def features(self, frames) -> np.ndarray:
-        """Raw features of a clip with a fresh extractor: (T, S, S, 3)."""
+        """Raw features of a clip with a fresh extractor: (T, S, S, C)."""
         ex = FeatureExtractor(self.feature_cfg, self._detector)
         return np.stack([ex(f) for f in frames])
 
@@ -213,10 +213,12 @@ class Detector:
     def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
         """Precomputed features of the next frame: flow (S, S, 2), heatmap (S, S).
         Returns None until a window is full, then (is_anomaly, error)."""
-        f = np.concatenate([np.asarray(flow, np.float32), np.asarray(heatmap, np.float32)[..., None]], axis=-1)
         s = self.feature_cfg.image_size
-        if f.shape != (s, s, 3):
-            raise ValueError(f"flow must be ({s}, {s}, 2) and heatmap ({s}, {s}); got {f.shape}")
+        flow, heatmap = np.asarray(flow, np.float32), np.asarray(heatmap, np.float32)
+        if flow.shape != (s, s, 2) or heatmap.shape != (s, s):
+            raise ValueError(f"flow must be ({s}, {s}, 2) and heatmap ({s}, {s}); "
+                             f"got {flow.shape} and {heatmap.shape}")
+        f = stack_features(flow, heatmap, self.feature_cfg)
         self._buf.append(f)
         if len(self._buf) > self.window:
             self._buf.pop(0)

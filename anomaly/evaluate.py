@@ -51,7 +51,7 @@ def parse_args(argv=None):
 
 
 def flow_speed(raw: np.ndarray) -> np.ndarray:
-    """Optical-flow magnitude per pixel of raw features (T, S, S, 3) -> (T, S, S): what
+    """Optical-flow magnitude per pixel of raw features (T, S, S, C) -> (T, S, S): what
     both baselines reduce."""
     return np.hypot(raw[..., 0], raw[..., 1])
 

@@ -2,8 +2,9 @@
 
 A `FeatureExtractor` is stateful (previous frame, background model): one per
 video stream. Features are (S, S, 3) float32: flow x and flow y in pixels per
-frame at the working size S, and density in [0, 1]. `Normalizer` scales them
-with statistics fitted on the training clips.
+frame at the working size S, and density in [0, 1] (a fourth channel, standing
+density, with `FeatureConfig.still_speed`). `Normalizer` scales them with
+statistics fitted on the training clips.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ class FeatureConfig:
     sigma of the density heatmap in pixels at size S; mog2_history and
     mog2_learning_rate: MOG2's background model (learning rate -1: OpenCV's
     1 / history, which absorbs a person who stands still within a few dozen
-    frames; a small rate such as 0.001 keeps them in the foreground for minutes)."""
+    frames; 0.001 keeps about half of a standing crowd in the foreground 95
+    frames later); still_speed: with a value > 0, a fourth channel, the density
+    of people who do not move, density * exp(-|flow| / still_speed) (flow in
+    pixels per frame at size S): near zero where people walk, large where a
+    crowd stands (0 = off)."""
 
     image_size: int = 64
     flow: str = "farneback"
@@ -28,6 +33,12 @@ class FeatureConfig:
     blur: float = 2.0
     mog2_history: int = 100
     mog2_learning_rate: float = -1.0
+    still_speed: float = 0.0
+
+    @property
+    def channels(self) -> int:
+        """Feature channels: flow x, flow y, density (and standing density)."""
+        return 4 if self.still_speed > 0 else 3
 
     def to_dict(self):
         return asdict(self)
@@ -155,11 +166,24 @@ class FeatureExtractor:
             dens = self.density(gray, np.asarray(frame))
         else:
             dens = self.density(gray)
-        return np.concatenate([fl, dens[..., None]], axis=-1).astype(np.float32)
+        return stack_features(fl, dens, self.cfg)
+
+
+def stack_features(flow: np.ndarray, density: np.ndarray, cfg: FeatureConfig) -> np.ndarray:
+    """One frame's features from its flow (S, S, 2) and density (S, S): (S, S, C),
+    C = `cfg.channels` (the standing-density channel computed here, in one place
+    for the extractor and for precomputed features)."""
+    flow = np.asarray(flow, np.float32)
+    density = np.asarray(density, np.float32)
+    chans = [flow, density[..., None]]
+    if cfg.still_speed > 0:
+        speed = np.hypot(flow[..., 0], flow[..., 1])
+        chans.append((density * np.exp(-speed / cfg.still_speed))[..., None])
+    return np.concatenate(chans, axis=-1).astype(np.float32)
 
 
 def clip_features(frames, cfg: FeatureConfig | None = None, detector=None) -> np.ndarray:
-    """(T, H, W[, 3]) frames -> (T, S, S, 3) raw features (a fresh extractor)."""
+    """(T, H, W[, 3]) frames -> (T, S, S, C) raw features (a fresh extractor; C = cfg.channels)."""
     ex = FeatureExtractor(cfg, detector)
     return np.stack([ex(f) for f in frames])
 

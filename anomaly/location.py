@@ -26,8 +26,8 @@ from anomaly.detector import check_border
 
 
 def cell_means(raw: np.ndarray, border: int = 0) -> np.ndarray:
-    """Raw features (T, S, S, 3: flow x, flow y, density) -> per-cell means
-    (T, n, n, 3) over the grid of `reduce_error_map` (cells of S // 8 pixels
+    """Raw features (T, S, S, C: flow x, flow y, density, ...) -> per-cell means
+    (T, n, n, C) over the grid of `reduce_error_map` (cells of S // 8 pixels
     inside `border`)."""
     s = raw.shape[1]
     check_border(border, s)
@@ -62,7 +62,7 @@ class LocationModel:
         return 2 + self.directions * len(self.speed_edges)
 
     def motion_bins(self, raw: np.ndarray) -> np.ndarray:
-        """Raw features (T, S, S, 3) -> the motion bin of every cell, (T, n, n) int."""
+        """Raw features (T, S, S, C) -> the motion bin of every cell, (T, n, n) int."""
         m = cell_means(np.asarray(raw, np.float32), self.border)
         fx, fy, dens = m[..., 0], m[..., 1], m[..., 2]
         speed = np.hypot(fx, fy)
@@ -74,7 +74,7 @@ class LocationModel:
         return np.where(speed >= self.speed_edges[0], moving, still)
 
     def fit(self, clips) -> "LocationModel":
-        """Counts the bins of every cell over normal clips' raw features [(T, S, S, 3)]."""
+        """Counts the bins of every cell over normal clips' raw features [(T, S, S, C)]."""
         counts = None
         for raw in clips:
             b = self.motion_bins(raw)

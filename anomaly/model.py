@@ -68,7 +68,7 @@ AE_PRESETS = {
 
 
 def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
-    """(N, T, S, S, 3) normalised features -> their reconstruction, same shape."""
+    """(N, T, S, S, C) normalised features -> their reconstruction, same shape."""
     cfg = cfg or AEConfig()
     p, s, c = cfg.patch, cfg.image_size, cfg.channels
     if p < 1 or s % p:

@@ -53,6 +53,8 @@ def parse_args(argv=None):
     p.add_argument("--flow", default="farneback", choices=["farneback", "dis"])
     p.add_argument("--mog2-learning-rate", type=float, default=-1.0,
                    help="background-model learning rate (-1: 1/history; small keeps standing people visible)")
+    p.add_argument("--still-speed", type=float, default=0.0,
+                   help="add a standing-density channel, density * exp(-speed / this) (0 = off)")
     p.add_argument("--coords", choices=["true", "false"], default="false",
                    help="give the autoencoder the pixel coordinates (location-aware normal motion)")
     p.add_argument("--augment", type=int, default=0,
@@ -117,6 +119,8 @@ def train(args) -> dict:
         raise UserError("--percentile must be in (0, 100) and --val-fraction in (0, 1)")
     if not (args.mog2_learning_rate == -1 or 0 <= args.mog2_learning_rate <= 1):
         raise UserError(f"--mog2-learning-rate must be -1 or in [0, 1], got {args.mog2_learning_rate}")
+    if args.still_speed < 0:
+        raise UserError(f"--still-speed must be >= 0, got {args.still_speed}")
     paths = expand_videos(args.videos)
     strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow work
     out = distribute.chief_out(args.out, strategy)
@@ -124,7 +128,8 @@ def train(args) -> dict:
     tr_clips, va_clips = split_clips(clips, args.val_fraction)
     rng = np.random.default_rng(args.seed)
     tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(args.augment)]
-    fcfg = FeatureConfig(image_size=args.image_size, flow=args.flow, mog2_learning_rate=args.mog2_learning_rate)
+    fcfg = FeatureConfig(image_size=args.image_size, flow=args.flow, mog2_learning_rate=args.mog2_learning_rate,
+                         still_speed=args.still_speed)
     t0 = time.time()
     tr_feats = [clip_features(c, fcfg) for c in tr_clips]
     va_feats = [clip_features(c, fcfg) for c in va_clips]
@@ -139,7 +144,7 @@ def train(args) -> dict:
     import dataclasses
 
     cfg = dataclasses.replace(AE_PRESETS[args.preset], window=w, image_size=args.image_size,
-                              coords=args.coords == "true")
+                              coords=args.coords == "true", channels=fcfg.channels)
     keras.utils.set_random_seed(args.seed)
     with strategy.scope():
         ae = build_autoencoder(cfg)

@@ -444,3 +444,43 @@ def test_coordinates_make_the_autoencoder_location_aware():
     probe = scene(1.0, 1.0, 8)  # rightward everywhere: usual on top, wrong in the bottom half
     err = ((np.asarray(ae(probe)) - probe) ** 2).mean(axis=(0, 1, 3, 4))  # per row
     assert err[s // 2 + 1:].mean() > 3 * err[: s // 2 - 1].mean()
+
+
+def test_standing_density_channel_and_streaming_equals_offline():
+    """The fourth channel is density where the flow is still; the streaming API
+    (precomputed flow + heatmap) builds it exactly as the extractor does."""
+    from anomaly.features import FeatureConfig, stack_features
+
+    cfg = FeatureConfig(image_size=4, still_speed=0.1)
+    flow = np.zeros((4, 4, 2), np.float32)
+    flow[0, 0] = (0.3, 0.4)          # walking: speed 0.5
+    dens = np.full((4, 4), 0.5, np.float32)
+    f = stack_features(flow, dens, cfg)
+    assert f.shape == (4, 4, 4) and cfg.channels == 4 and FeatureConfig().channels == 3
+    assert f[1, 1, 3] == pytest.approx(0.5)                   # standing: all of its density
+    assert f[0, 0, 3] == pytest.approx(0.5 * np.exp(-5.0))    # walking: almost none
+    np.testing.assert_array_equal(stack_features(flow, dens, FeatureConfig(image_size=4)), f[..., :3])
+
+
+def test_four_channel_detector_streams_as_it_scores_offline(tmp_path):
+    """A detector with the standing-density channel and coordinates: streaming
+    from flow + heatmap equals offline scoring of the extractor's features, and
+    it survives a save/load round trip."""
+    from anomaly.features import stack_features
+
+    fcfg = FeatureConfig(image_size=S, still_speed=0.1)
+    cfg = AEConfig(encoder=(4,), decoder=(4,), patch=4, window=3, image_size=S, channels=4, coords=True)
+    ae = build_autoencoder(cfg)
+    meta = {"features": fcfg.to_dict(), "normalizer": {"mean": [0] * 4, "std": [1] * 4},
+            "window": 3, "stride": 1, "threshold": 1.0, "percentile": 95, "autoencoder": cfg.to_dict()}
+    det = Detector([ae], [meta])
+    rng = np.random.default_rng(4)
+    flows = rng.normal(0, 0.2, (7, S, S, 2)).astype(np.float32)
+    heat = rng.random((7, S, S)).astype(np.float32)
+    raw = np.stack([stack_features(f, h, fcfg) for f, h in zip(flows, heat)])
+    streamed = np.array([np.nan if o is None else o[1] for o in (det.add_features(f, h) for f, h in zip(flows, heat))])
+    np.testing.assert_allclose(streamed, det.score_features(raw), rtol=1e-5, equal_nan=True)
+    Detector.save(str(tmp_path / "d4"), ae, meta)
+    back = Detector.load(str(tmp_path / "d4"))
+    assert back.feature_cfg.channels == 4
+    np.testing.assert_allclose(back.score_features(raw), det.score_features(raw), rtol=1e-5, equal_nan=True)

@@ -360,8 +360,6 @@ def forecast(net, frames, context: int, horizon: int):
 
 def load_predictor(path: str):
     """A saved predictor, without its training configuration; never runs code from the file."""
-    import keras
-
     import losses  # noqa: F401  (registers the project's serialisable objects)
     import metrics  # noqa: F401
 

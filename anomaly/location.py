@@ -81,8 +81,7 @@ class LocationModel:
             if counts is None:
                 counts = np.zeros((*b.shape[1:], self.bins), np.int64)
             ii, jj = np.indices(b.shape[1:])
-            for frame in b:
-                np.add.at(counts, (ii, jj, frame), 1)
+            np.add.at(counts, (ii[None], jj[None], b), 1)  # every frame at once
         if counts is None:
             raise ValueError("no normal clips to fit the per-location model on")
         self.counts = counts

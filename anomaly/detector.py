@@ -59,19 +59,29 @@ def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
             S // 8 pixels, the grid starting at the border).
         border: pixels left out at each edge.
     """
+    if how == "mean":
+        s = err.shape[-1]
+        check_border(border, min(err.shape[-2:]))
+        if border:
+            err = err[..., border:err.shape[-2] - border, border:s - border]
+        return err.mean(axis=(-2, -1))
+    if how == "local":
+        return cell_grid(err, border).max(axis=(-2, -1))
+    raise ValueError(f"score must be one of {SCORES}, got {how!r}")
+
+
+def cell_grid(err: np.ndarray, border: int = 0) -> np.ndarray:
+    """(..., S, S) maps -> (..., n, n) means over cells of S // 8 pixels, the grid
+    starting at `border` (pixels left out at each edge): the cells of the "local"
+    score, and of the per-location baseline (`anomaly.location`)."""
     s = err.shape[-1]
     check_border(border, min(err.shape[-2:]))
     if border:
         err = err[..., border:err.shape[-2] - border, border:s - border]
-    if how == "mean":
-        return err.mean(axis=(-2, -1))
-    if how == "local":
-        c = max(1, s // 8)
-        n = err.shape[-1] // c
-        g = err[..., : n * c, : n * c]
-        cells = g.reshape(*g.shape[:-2], n, c, n, c).mean(axis=(-3, -1))
-        return cells.max(axis=(-2, -1))
-    raise ValueError(f"score must be one of {SCORES}, got {how!r}")
+    c = max(1, s // 8)
+    n = err.shape[-1] // c
+    g = err[..., : n * c, : n * c]
+    return g.reshape(*g.shape[:-2], n, c, n, c).mean(axis=(-3, -1))
 
 
 def causal_max(scores: np.ndarray, n: int) -> np.ndarray:

@@ -12,9 +12,9 @@ in any of its cells. A cell's motion in one frame is one of
 
 from the mean flow vector (fx, fy) and mean density of the cell's pixels.
 Surprise = -log p(bin | cell), with add-one smoothing over the bins, so a
-motion never seen in a cell scores log(count + bins) and a usual one near 0.
-Scored like the model: the cells are those of `detector.reduce_error_map`
-(S // 8 pixels, the grid starting at the border), and the frame score is the
+motion never seen in a cell scores log(n + bins), n the frames the cell was
+counted in, and a usual one near 0. Scored like the model: the cells are those
+of its local score (`detector.cell_grid`), and the frame score is the
 mean or the largest cell surprise, then the same causal smoothing.
 """
 
@@ -22,20 +22,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.detector import check_border
+from anomaly.detector import cell_grid
 
 
 def cell_means(raw: np.ndarray, border: int = 0) -> np.ndarray:
     """Raw features (T, S, S, C: flow x, flow y, density, ...) -> per-cell means
     (T, n, n, C) over the grid of `reduce_error_map` (cells of S // 8 pixels
     inside `border`)."""
-    s = raw.shape[1]
-    check_border(border, s)
-    x = raw[:, border:s - border, border:s - border] if border else raw
-    c = max(1, s // 8)
-    n = x.shape[1] // c
-    x = x[:, :n * c, :n * c]
-    return x.reshape(len(x), n, c, n, c, x.shape[-1]).mean(axis=(2, 4))
+    return np.moveaxis(cell_grid(np.moveaxis(raw, -1, 0), border), 0, -1)
 
 
 class LocationModel:

@@ -267,7 +267,10 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_fra
 
     budget = TimeBudget(time_budget_min)
     cbs = [
-        keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), delete_checkpoint=False),
+        # double_checkpoint: a kill while the weights file is being written leaves it
+        # truncated; Keras then resumes from the copy of the epoch before.
+        keras.callbacks.BackupAndRestore(os.path.join(out, "backup"), delete_checkpoint=False,
+                                         double_checkpoint=True),
         keras.callbacks.TerminateOnNaN(),
         budget,
     ]
@@ -302,8 +305,17 @@ def prepare_out(out: str, overwrite: bool) -> bool:
 
 def completed_epochs(out: str) -> int:
     """Epochs finished by the interrupted run in `out` (0 for a new run): the
-    epoch `BackupAndRestore` resumes from."""
-    path = os.path.join(out, "backup", "training_metadata.json")
+    epoch `BackupAndRestore` resumes from, which is the one of its `.bkp` copy
+    when the latest weights file was left truncated by a kill."""
+    backup = os.path.join(out, "backup")
+    path = os.path.join(backup, "training_metadata.json")
+    try:
+        import h5py
+
+        h5py.File(os.path.join(backup, "latest.weights.h5"), "r").close()
+    except OSError:
+        if os.path.exists(path + ".bkp"):
+            path += ".bkp"
     if not os.path.exists(path):
         return 0
     with open(path) as f:

@@ -49,3 +49,22 @@ def test_sigkill_then_resume(tmp_path, mnist_dir):
 
     net = keras.saving.load_model(os.path.join(out, "model.keras"))
     assert np.isfinite(np.asarray(net(np.zeros((1, 2, 64, 64, 1), "float32")))).all()
+
+
+def test_a_truncated_backup_resumes_from_the_epoch_before(tmp_path, mnist_dir):
+    """A kill while the weights file is being written leaves it truncated: the
+    run resumes from the double checkpoint (the epoch before), data stream too."""
+    import train
+
+    out = str(tmp_path / "run")
+    args = ["--preset", "smoke", "--mnist", mnist_dir, "--out", out, "--epochs", "3",
+            "--steps-per-epoch", "2", "--val-sequences", "2", "--verbose", "0"]
+    assert train.main([*args, "--time-budget-min", "0"]) == 0
+    assert train.main([*args, "--time-budget-min", "0"]) == 0  # epoch 2: epoch 1's copy is the .bkp
+    weights = os.path.join(out, "backup", "latest.weights.h5")
+    assert os.path.exists(weights + ".bkp") and train.completed_epochs(out) == 2
+    with open(weights, "r+b") as f:
+        f.truncate(96)
+    assert train.completed_epochs(out) == 1
+    assert train.main(args) == 0
+    assert [int(l.split(",")[0]) for l in _rows(out)] == [0, 1, 1, 2]  # epoch 2 run again

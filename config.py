@@ -7,33 +7,11 @@ config is saved as `config.json` beside every trained model and is all that
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import sys
 from dataclasses import dataclass, field
 
-
-class UserError(Exception):
-    """Bad input or setup, reported by the entry points as one line and exit code 2."""
-
-
-def run_cli(body, *errors) -> int:
-    """The entry points' error contract: calls `body()`; a `UserError` or one of
-    `errors` becomes one `error:` line on stderr and exit code 2."""
-    try:
-        body()
-    except (UserError, *errors) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-class CliParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one `error:` line (and exit code 2)."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+from cli import InputError
 
 
 @dataclass
@@ -163,7 +141,7 @@ class Config:
         known_t = {f.name for f in dataclasses.fields(TrainConfig)}
         unknown = (set(model) - known_m) | (set(d.get("train", {})) - known_t)
         if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+            raise InputError(f"unknown config keys: {sorted(unknown)}")
         return cls(
             preset=d.get("preset", "custom"),
             model=ModelConfig(**model),
@@ -214,7 +192,7 @@ PRESETS: dict[str, dict] = {
 def preset_config(name: str) -> Config:
     """The `Config` of a named preset."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        raise InputError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
     over = PRESETS[name]
     cfg = Config(preset=name)
     cfg.model = dataclasses.replace(cfg.model, **over.get("model", {}))

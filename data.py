@@ -15,6 +15,8 @@ import zlib
 
 import numpy as np
 
+from cli import InputError
+
 # Where the official Moving MNIST test file lives (Srivastava et al. 2015).
 MOVING_MNIST_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
 MOVING_MNIST_MD5 = "be083ec986bfe91a449d63653c411eb2"
@@ -33,7 +35,7 @@ DIGIT_SIZE = 28
 OFFICIAL_LAYOUT = "uint8 array of shape (20, N, 64, 64) (time-major, as mnist_test_seq.npy)"
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """Raised for data that cannot be used; the message says what and how to fix it."""
 
 
@@ -113,7 +115,7 @@ def load_mnist_digits(path: str | None = None, split: str = "train") -> np.ndarr
         uint8 array (N, 28, 28).
     """
     if split not in TEST_SPLIT_RANGES:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}")
     x_train, x_test = _mnist_arrays(path)
     if x_test.ndim != 3 or x_test.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or x_test.dtype != np.uint8:
         raise DataError(f"MNIST images must be uint8 (N, 28, 28), got {x_test.dtype} {x_test.shape}")
@@ -146,7 +148,7 @@ def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits:
     rng = _as_rng(seed)
     free = size - DIGIT_SIZE
     if free < 0:
-        raise ValueError(f"size must be >= {DIGIT_SIZE}, got {size}")
+        raise InputError(f"size must be >= {DIGIT_SIZE}, got {size}")
     pos = rng.uniform(size=(num_sequences, num_digits, 2))
     theta = rng.uniform(0.0, 2.0 * np.pi, size=(num_sequences, num_digits))
     vel = step * np.stack([np.sin(theta), np.cos(theta)], axis=-1)
@@ -179,7 +181,7 @@ def generate_moving_mnist(digits: np.ndarray, num_sequences: int, seq_len: int =
     """
     digits = np.asarray(digits)
     if digits.ndim != 3 or digits.shape[1:] != (DIGIT_SIZE, DIGIT_SIZE) or len(digits) == 0:
-        raise ValueError(f"digits must be (M, 28, 28), got {digits.shape}")
+        raise InputError(f"digits must be (M, 28, 28), got {digits.shape}")
     rng = _as_rng(seed)
     n, t = num_sequences, seq_len
     traj = moving_mnist_trajectories(n, t, num_digits, size, rng)

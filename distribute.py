@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 
-from config import UserError
+from cli import UserError
 
 STRATEGIES = ("auto", "none", "mirrored", "multiworker")
 

@@ -17,7 +17,8 @@ import sys
 
 import numpy as np
 
-from config import CliParser, UserError, run_cli
+from cli import CliParser, UserError, output_dir, run_cli
+import runio
 
 
 # ----------------------------------------------------------------- statistics
@@ -105,7 +106,7 @@ def motion_from_frames(videos: np.ndarray, max_sequences: int = 200) -> dict:
 def _plt():
     import plots
 
-    return plots._plt()
+    return plots.pyplot()
 
 
 def figures(videos, motion, overlap, out, label, n_show=6):
@@ -125,7 +126,7 @@ def figures(videos, motion, overlap, out, label, n_show=6):
                 axes[i, j].set_title(f"t={j}", fontsize=7)
         axes[i, 0].set_ylabel(f"seq {i}", fontsize=7)
     fig.suptitle(f"Sample sequences ({label})")
-    paths.append(plots._save(fig, os.path.join(out, "sample_sequences.png")))
+    paths.append(plots.save_figure(fig, os.path.join(out, "sample_sequences.png")))
 
     it = intensity_over_time(videos)
     t = np.arange(videos.shape[1])
@@ -136,14 +137,14 @@ def figures(videos, motion, overlap, out, label, n_show=6):
            title=f"Average intensity over time ({label})")
     ax.legend()
     ax.grid(alpha=0.3)
-    paths.append(plots._save(fig, os.path.join(out, "intensity_over_time.png")))
+    paths.append(plots.save_figure(fig, os.path.join(out, "intensity_over_time.png")))
 
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.boxplot([it["per_sequence"][:, j] for j in t], positions=t, showfliers=False)
     ax.set(xlabel="frame index", ylabel="frame mean intensity (0-1)",
            title=f"Per-frame-index intensity distribution across sequences ({label})")
     ax.grid(alpha=0.3)
-    paths.append(plots._save(fig, os.path.join(out, "intensity_per_frame.png")))
+    paths.append(plots.save_figure(fig, os.path.join(out, "intensity_per_frame.png")))
 
     h = pixel_histogram(videos)
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -153,7 +154,7 @@ def figures(videos, motion, overlap, out, label, n_show=6):
     ax.set(xlabel="pixel value (0-255)", ylabel="count (log)",
            title=f"Pixel intensities: {100 * h['fraction_zero']:.1f}% are exactly 0 ({label})")
     ax.legend()
-    paths.append(plots._save(fig, os.path.join(out, "pixel_histogram.png")))
+    paths.append(plots.save_figure(fig, os.path.join(out, "pixel_histogram.png")))
 
     mean_f, std_f = mean_std_frames(videos)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
@@ -163,7 +164,7 @@ def figures(videos, motion, overlap, out, label, n_show=6):
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"Where digits spend their time ({label})")
     fig.tight_layout()
-    paths.append(plots._save(fig, os.path.join(out, "mean_std_frames.png")))
+    paths.append(plots.save_figure(fig, os.path.join(out, "mean_std_frames.png")))
 
     fig = plt.figure(figsize=(12, 3.6))
     ax1 = fig.add_subplot(1, 3, 1)
@@ -179,7 +180,7 @@ def figures(videos, motion, overlap, out, label, n_show=6):
     ax3.grid(alpha=0.3)
     fig.suptitle(f"Motion ({label})")
     fig.tight_layout()
-    paths.append(plots._save(fig, os.path.join(out, "motion.png")))
+    paths.append(plots.save_figure(fig, os.path.join(out, "motion.png")))
     return paths
 
 
@@ -216,19 +217,18 @@ def main(argv=None) -> int:
             overlap = digit_overlap(traj, which, digits)
             label = f"generated, {args.split} digits, {len(videos)} sequences"
             how = "from the generator's trajectories"
-        os.makedirs(args.out, exist_ok=True)
+        output_dir(args.out)
         paths = figures(videos, motion, overlap, args.out, label)
         it, h = intensity_over_time(videos), pixel_histogram(videos)
         stats = {"data": label, "seed": args.seed, "motion": how,
                  "mean_intensity": float(it["mean"].mean()), "fraction_zero_pixels": float(h["fraction_zero"]),
                  "speed_px_per_frame_median": float(np.median(motion["speed"])),
                  "overlap_fraction_of_frames": float(overlap.mean())}
-        import plots
 
-        plots.write_json(stats, os.path.join(args.out, "stats.json"))
+        runio.write_json(stats, os.path.join(args.out, "stats.json"))
         print(json.dumps(stats, indent=2))
         print("wrote " + ", ".join(os.path.basename(p) for p in paths))
-    return run_cli(run, ValueError, OSError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -24,10 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError, run_cli  # noqa: E402
+import metrics  # noqa: E402
+from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
+import runio  # noqa: E402
 from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
 
-METRIC_NAMES = ("psnr", "ssim", "mse", "mae", "mse_frame", "mae_frame")
+CURVES = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per forecast step
+
 
 
 def parse_args(argv=None):
@@ -74,8 +77,6 @@ def test_videos(args, seq_len: int = 20, num_digits: int = 2):
 def _metric_graph():
     import tensorflow as tf
 
-    import metrics
-
     return tf.function(metrics.frame_metrics_tensor, reduce_retracing=True)
 
 
@@ -95,8 +96,8 @@ class Accumulator:
 
     def add(self, name, truth, pred):
         vals = batch_metrics(truth, pred)  # each (B, T)
-        acc = self.sums.setdefault(name, {k: 0.0 for k in METRIC_NAMES})
-        for k in METRIC_NAMES:
+        acc = self.sums.setdefault(name, {k: 0.0 for k in metrics.METRICS})
+        for k in metrics.METRICS:
             acc[k] = acc[k] + vals[k].sum(axis=0)
 
     def result(self, n):
@@ -175,7 +176,7 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
     if "next_frame" in results:
         nf = results["next_frame"]
         frames = np.arange(2, videos.shape[1] + 1) - 1
-        curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in ("psnr", "ssim", "mse_frame")}
+        curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in CURVES}
         plots.per_step_curves(frames, curves, os.path.join(out, "next_frame_metrics.png"),
                               f"next-frame metrics per frame index ({where})")
     key = f"rollout_{context}_{horizon}"
@@ -198,7 +199,7 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
         pred = np.concatenate([ctx[0], r[0]])
         plots.write_gif(plots.side_by_side([truth, pred]), os.path.join(out, "rollout.gif"))
         ro = results[key]
-        curves = {k: {name: ro[name]["per_frame"][k] for name in ro} for k in ("psnr", "ssim", "mse_frame")}
+        curves = {k: {name: ro[name]["per_frame"][k] for name in ro} for k in CURVES}
         plots.per_step_curves(np.arange(1, horizon + 1), curves, os.path.join(out, "rollout_metrics.png"),
                               f"{context}->{horizon} rollout metrics per forecast step ({where})")
 
@@ -206,7 +207,6 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
 def main(argv=None) -> int:
     args = parse_args(argv)
     def run():
-        import plots
         from config import Config
 
         if args.sequences < 0 or args.batch_size < 1:
@@ -216,9 +216,7 @@ def main(argv=None) -> int:
         cfg_path = os.path.join(run_dir, "config.json")
         cfg = Config.load(cfg_path) if os.path.exists(cfg_path) else None
         out = args.out or run_dir
-        os.makedirs(out, exist_ok=True)
-        if not os.access(out, os.W_OK):
-            raise UserError(f"--out {out} is not writable")
+        output_dir(out)
         if not args.data and args.sequences == 0:
             raise UserError("--sequences 0 (all) needs --data")
         videos, desc = test_videos(args, seq_len=20, num_digits=cfg.train.num_digits if cfg else 2)
@@ -227,15 +225,11 @@ def main(argv=None) -> int:
         report = {"checkpoint": os.path.abspath(args.checkpoint),
                   "config": cfg.to_dict() if cfg else None,
                   "data": desc, "data_range": 1.0,
-                  "metrics": {"psnr": "dB, per frame, capped at 100",
-                              "ssim": "Gaussian window 11x11, sigma 1.5 (as tf.image.ssim)",
-                              "mse": "per pixel", "mae": "per pixel",
-                              "mse_frame": "squared error summed over the 64x64 pixels of a frame",
-                              "mae_frame": "absolute error summed over the 64x64 pixels of a frame"},
+                  "metrics": {k: m.description for k, m in metrics.METRICS.items()},
                   "seconds": round(seconds, 1), "peak_rss_mb": peak_rss_mb(), **results}
         where = desc.get("digits", desc["source"])
         write_figures(net, videos, results, out, args.context, args.horizon, where)
-        plots.write_json(report, os.path.join(out, "metrics.json"))
+        runio.write_json(report, os.path.join(out, "metrics.json"))
         for proto in [k for k in results]:
             print(f"{proto}:")
             for name, r in results[proto].items():
@@ -243,7 +237,7 @@ def main(argv=None) -> int:
                 print(f"  {name:16s} PSNR {m['psnr']:6.2f}  SSIM {m['ssim']:.4f}  "
                       f"MSE/frame {m['mse_frame']:7.2f}  MAE/frame {m['mae_frame']:7.2f}")
         print(f"wrote {os.path.join(out, 'metrics.json')} ({desc['sequences']} sequences, {seconds:.0f} s)")
-    return run_cli(run, ValueError, OSError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

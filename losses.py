@@ -12,13 +12,15 @@ import os
 import keras
 from keras import ops
 
+from cli import UserError
+
 PACKAGE = "convlstm"
 VGG_FLAG_HELP = ("pass --vgg-weights PATH (a local copy of "
                  "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5) or "
                  "--perceptual-weight 0 to train without the perceptual term")
 
 
-class PerceptualWeightsError(RuntimeError):
+class PerceptualWeightsError(UserError, RuntimeError):
     """The VGG16 weights for the perceptual loss could not be loaded."""
 
 

@@ -9,6 +9,9 @@ K2 = 0.03, "valid" filtering, averaged over pixels and then channels.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import keras
 import numpy as np
 from keras import ops
@@ -105,13 +108,9 @@ def pixel_accuracy(y_true, y_pred, threshold: float = 0.5):
     return np.mean((a > threshold) == (b > threshold), axis=(-3, -2, -1))
 
 
-FRAME_METRICS = {"psnr": psnr, "ssim": ssim, "mse": mse, "mae": mae,
-                 "mse_frame": mse_frame, "mae_frame": mae_frame}
-
-
 def frame_metrics(y_true, y_pred) -> dict:
-    """Every metric of `FRAME_METRICS` per frame: {name: array of the leading shape}."""
-    return {k: f(y_true, y_pred) for k, f in FRAME_METRICS.items()}
+    """Every metric of `METRICS` per frame (NumPy): {name: array of the leading shape}."""
+    return {k: m.reference(y_true, y_pred) for k, m in METRICS.items()}
 
 
 # ------------------------------------------------------------------- Keras side
@@ -163,14 +162,33 @@ def ssim_tensor(y_true, y_pred, data_range: float = 1.0, size: int = 11, sigma: 
     return ops.mean(s, axis=(1, 2, 3))
 
 
+def mse_tensor(y_true, y_pred):
+    """`mse` with Keras ops: (..., H, W, C) -> (M,)."""
+    d = _frames(y_true) - _frames(y_pred)
+    return ops.mean(d * d, axis=(1, 2, 3))
+
+
+def mae_tensor(y_true, y_pred):
+    """`mae` with Keras ops: (..., H, W, C) -> (M,)."""
+    return ops.mean(ops.abs(_frames(y_true) - _frames(y_pred)), axis=(1, 2, 3))
+
+
+def mse_frame_tensor(y_true, y_pred):
+    """`mse_frame` with Keras ops: (..., H, W, C) -> (M,)."""
+    d = _frames(y_true) - _frames(y_pred)
+    return ops.sum(d * d, axis=(1, 2, 3))
+
+
+def mae_frame_tensor(y_true, y_pred):
+    """`mae_frame` with Keras ops: (..., H, W, C) -> (M,)."""
+    return ops.sum(ops.abs(_frames(y_true) - _frames(y_pred)), axis=(1, 2, 3))
+
+
 def frame_metrics_tensor(y_true, y_pred) -> dict:
     """`frame_metrics` with Keras ops in float32 (what evaluate.py runs on large
     sets): {name: (M,) per frame}, M = the product of the leading dimensions."""
     a, b = _frames(y_true), _frames(y_pred)
-    d = a - b
-    return {"psnr": psnr_tensor(a, b), "ssim": ssim_tensor(a, b),
-            "mse": ops.mean(d * d, axis=(1, 2, 3)), "mae": ops.mean(ops.abs(d), axis=(1, 2, 3)),
-            "mse_frame": ops.sum(d * d, axis=(1, 2, 3)), "mae_frame": ops.sum(ops.abs(d), axis=(1, 2, 3))}
+    return {k: m.tensor(a, b) for k, m in METRICS.items()}
 
 
 def pixel_accuracy_tensor(y_true, y_pred, threshold: float = 0.5):
@@ -216,3 +234,30 @@ class SSIM(keras.metrics.MeanMetricWrapper):
 
     def get_config(self):
         return {"name": self.name, "dtype": self.dtype, "data_range": self.data_range}
+
+
+# ------------------------------------------------------------------- the registry
+
+@dataclass(frozen=True)
+class FrameMetric:
+    """One per-frame metric: its NumPy reference and Keras-ops twin (both
+    (..., H, W, C) pairs -> one value per frame), what it measures, and whether
+    evaluate.py draws it per forecast step."""
+
+    reference: Callable
+    tensor: Callable
+    description: str
+    curve: bool = False
+
+
+# Everything that reports metrics (evaluate.py's tables, metrics.json, the
+# per-step figures) derives from this table: adding a metric touches this file.
+METRICS = {
+    "psnr": FrameMetric(psnr, psnr_tensor, f"dB, per frame, capped at {PSNR_MAX_DB:g}", curve=True),
+    "ssim": FrameMetric(ssim, ssim_tensor, "Gaussian window 11x11, sigma 1.5 (as tf.image.ssim)", curve=True),
+    "mse": FrameMetric(mse, mse_tensor, "per pixel"),
+    "mae": FrameMetric(mae, mae_tensor, "per pixel"),
+    "mse_frame": FrameMetric(mse_frame, mse_frame_tensor, "squared error summed over the pixels of a frame",
+                             curve=True),
+    "mae_frame": FrameMetric(mae_frame, mae_frame_tensor, "absolute error summed over the pixels of a frame"),
+}

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from config import ModelConfig, UserError
+from cli import InputError, UserError
+from config import ModelConfig
 
 PACKAGE = "convlstm"
 
@@ -23,7 +24,7 @@ _POLICIES = {"float32": "float32", "bfloat16": "mixed_bfloat16", "float16": "mix
 def dtype_policy(precision: str) -> str:
     """The Keras dtype policy name for a `ModelConfig.precision`."""
     if precision not in _POLICIES:
-        raise ValueError(f"precision must be one of {sorted(_POLICIES)}, got {precision!r}")
+        raise InputError(f"precision must be one of {sorted(_POLICIES)}, got {precision!r}")
     return _POLICIES[precision]
 
 
@@ -168,10 +169,10 @@ def build_model(config: ModelConfig | None = None, name: str = "convlstm_predict
     """
     cfg = config or ModelConfig()
     if len(cfg.filters) != len(cfg.kernel_sizes) or not cfg.filters:
-        raise ValueError("filters and kernel_sizes must be non-empty and of equal length")
+        raise InputError("filters and kernel_sizes must be non-empty and of equal length")
     p, s, c = cfg.patch_size, cfg.frame_size, cfg.channels
     if p < 1 or s % p:
-        raise ValueError(f"patch_size {p} must divide frame_size {s}")
+        raise InputError(f"patch_size {p} must divide frame_size {s}")
     policy = dtype_policy(cfg.precision)
     inputs = keras.Input((None, s, s, c), name="frames")
     x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(inputs) if p > 1 else inputs
@@ -224,6 +225,10 @@ def rollout_naive(net, context, horizon: int) -> np.ndarray:
     return np.concatenate([seq[:, c:], last], axis=1)
 
 
+class StepwiseUnsupported(Exception):
+    """`_stepper` cannot run this network one frame at a time; callers use the re-run path."""
+
+
 def _stepper(net):
     """A compiled function that runs `net` one frame at a time with explicit
     ConvLSTM states and a buffer of the head's last `kernel_t` inputs:
@@ -233,19 +238,17 @@ def _stepper(net):
     if fn is not None:
         return fn
     if keras.backend.backend() != "tensorflow":
-        raise ValueError("the stepwise pass is written in TensorFlow")
+        raise StepwiseUnsupported("the stepwise pass is written in TensorFlow")
     import tensorflow as tf
 
-    blocks, i = [], 0
-    while True:
-        try:
-            blocks.append((net.get_layer(f"block{i}_convlstm"), net.get_layer(f"block{i}_bn"),
-                           net.get_layer(f"block{i}_relu")))
-        except ValueError:
-            break
-        i += 1
-    head = net.get_layer("head")
     names = {l.name for l in net.layers}
+    blocks, i = [], 0
+    while f"block{i}_convlstm" in names:
+        blocks.append(tuple(net.get_layer(f"block{i}_{part}") for part in ("convlstm", "bn", "relu")))
+        i += 1
+    if "head" not in names:
+        raise StepwiseUnsupported("no head layer")
+    head = net.get_layer("head")
     s2d = net.get_layer("space_to_depth") if "space_to_depth" in names else None
     d2s = net.get_layer("depth_to_space") if "depth_to_space" in names else None
     skip = net.get_layer("input_skip") if "input_skip" in names else None
@@ -254,7 +257,7 @@ def _stepper(net):
              *(layer.name for block in blocks for layer in block)}
     unknown = [layer.name for layer in net.layers if layer.name not in known]
     if unknown:  # a layer this function would silently skip: use the re-run path instead
-        raise ValueError(f"the stepwise pass does not handle layers {unknown}")
+        raise StepwiseUnsupported(f"the stepwise pass does not handle layers {unknown}")
 
     def step(frame, states, buf):
         """frame (N, H, W, ch) -> (forecast (N, H, W, ch), new states, new buffer)."""
@@ -329,7 +332,7 @@ def rollout(net, context, horizon: int) -> np.ndarray:
         raise ValueError("horizon must be >= 1")
     try:
         run = _stepper(net)
-    except ValueError:
+    except StepwiseUnsupported:
         return rollout_naive(net, context, horizon)
     # one extra (zero) frame: the stepper consumes frames 0..T-2 as true inputs
     frames = np.concatenate([context, np.zeros_like(context[:, :1])], axis=1)
@@ -352,7 +355,7 @@ def forecast(net, frames, context: int, horizon: int):
         raise ValueError(f"need 1 <= context <= T-1 (T={frames.shape[1]}) and horizon >= 1")
     try:
         run = _stepper(net)
-    except ValueError:
+    except StepwiseUnsupported:
         return predict_frames(net, frames[:, :-1]), rollout_naive(net, frames[:, :context], horizon)
     nf, ro = run(frames, context, horizon)
     return np.asarray(nf, np.float32), np.asarray(ro, np.float32)

@@ -1,17 +1,18 @@
-"""Every figure, GIF and JSON report the project writes, each written to a
-temporary file and renamed, so a kill never leaves one half-written.
-Matplotlib runs headless (Agg)."""
+"""Every figure and GIF the project draws, each written to a temporary file and
+renamed, so a kill never leaves one half-written. Matplotlib runs headless (Agg).
+JSON reports and training logs are read and written by `runio`."""
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 
 import numpy as np
 
+from runio import read_log
 
-def _plt():
+
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,36 +21,18 @@ def _plt():
     return plt
 
 
-def _save(fig, path):
+def save_figure(fig, path):
+    """Saves and closes `fig` at `path` (written then renamed); returns `path`."""
     tmp = f"{path}.tmp{os.getpid()}.png"
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
-
-
-def write_json(obj, path):
-    """`obj` as indented JSON at `path`, written then renamed."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-    return path
-
-
-def read_log(path) -> dict:
-    """A Keras CSVLogger file as {column: float array}."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        raise ValueError(f"{path}: empty training log")
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else np.nan for r in rows])
-            for k in rows[0]}
 
 
 def loss_curve(log: dict, path):
     """Training and validation loss per epoch."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ep = log["epoch"] + 1
     ax.plot(ep, log["loss"], label="train")
@@ -58,12 +41,12 @@ def loss_curve(log: dict, path):
     ax.set(xlabel="epoch", ylabel="loss", title="Composite loss")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(log: dict, path):
     """Loss, MAE, PSNR, SSIM (train and validation), learning rate and pixel accuracy."""
-    plt = _plt()
+    plt = pyplot()
     panels = [("loss", "loss"), ("mae", "MAE"), ("psnr", "PSNR (dB)"), ("ssim", "SSIM"),
               ("learning_rate", "learning rate"), ("pixel_acc", "pixel accuracy @0.5")]
     fig, axes = plt.subplots(2, 3, figsize=(13, 7))
@@ -81,14 +64,14 @@ def training_curves(log: dict, path):
             ax.legend()
     fig.suptitle("Training curves (validation = fixed validation digits)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def comparison_strip(rows: list, labels: list, path, title: str = "", first_index: int = 0,
                      col_titles: list | None = None):
     """Rows of frames (each (T, H, W) or (T, H, W, 1) in [0, 1]) as an image grid;
     columns are titled t=first_index.. unless `col_titles` names them."""
-    plt = _plt()
+    plt = pyplot()
     rows = [np.asarray(r).reshape(len(r), *np.asarray(r).shape[1:3]) for r in rows]
     t = max(len(r) for r in rows)
     fig, axes = plt.subplots(len(rows), t, figsize=(1.1 * t, 1.2 * len(rows)), squeeze=False)
@@ -106,7 +89,7 @@ def comparison_strip(rows: list, labels: list, path, title: str = "", first_inde
         axes[i, 0].set_ylabel(lab, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def write_gif(frames, path, fps: int = 4):
@@ -137,7 +120,7 @@ def side_by_side(panels, gap: int = 2, scale: int = 2):
 
 def per_step_curves(steps, curves: dict, path, title: str, ylabel_by_metric: dict | None = None):
     """One panel per metric; curves[metric][name] = values per step."""
-    plt = _plt()
+    plt = pyplot()
     metrics = list(curves)
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, m in zip(axes[0], metrics):
@@ -149,12 +132,12 @@ def per_step_curves(steps, curves: dict, path, title: str, ylabel_by_metric: dic
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def anomaly_scores(path, scores, threshold, labels=None, title="", baseline=None):
     """Frame scores over time with the threshold and, shaded, the labelled anomalous frames."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.2))
     t = np.arange(len(scores))
     if labels is not None:
@@ -166,14 +149,14 @@ def anomaly_scores(path, scores, threshold, labels=None, title="", baseline=None
     ax.set(xlabel="frame", ylabel="score", title=title)
     ax.legend(fontsize=7, loc="upper left")
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def roc_figure(scores: dict, labels, path, title: str = "Frame-level ROC (pooled)"):
     """ROC curves of several scorers on the same frames: {label: (N,) scores}, labels (N,) 0/1."""
     from anomaly import scoring
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4.8, 4.4))
     for name, sc in scores.items():
         fpr, tpr, _ = scoring.roc_curve(sc, labels)
@@ -181,7 +164,7 @@ def roc_figure(scores: dict, labels, path, title: str = "Frame-level ROC (pooled
     ax.plot([0, 1], [0, 1], "k:", lw=0.8)
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate", title=title)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curves(runs: dict, references: list, path):
@@ -194,7 +177,7 @@ def learning_curves(runs: dict, references: list, path):
         references: (sequences, rollout MSE per frame, rollout SSIM, source)
             points, starred on the two rollout panels.
     """
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     panels = [(axes[0, 0], "sequences", "val_rollout_mse_frame", "10->10 MSE per frame", 1),
               (axes[0, 1], "sequences", "val_rollout_ssim", "10->10 SSIM", 2),
@@ -216,7 +199,7 @@ def learning_curves(runs: dict, references: list, path):
     axes[0, 0].legend(fontsize=8)
     fig.suptitle("Validation digits 8000-8499 (first 128 sequences); stars: published ConvLSTM, "
                  "official test file", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def main(argv=None) -> int:

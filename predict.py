@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError, run_cli  # noqa: E402
+from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
         size = net.input_shape[2]
         frames = to_model_frames(clip, size)
         forecast = rollout(net, frames[None], args.frames)[0]
-        os.makedirs(args.out, exist_ok=True)
+        output_dir(args.out)
         stem = os.path.splitext(os.path.basename(args.clip))[0]
         full = np.concatenate([frames, forecast])[..., 0]
         marked = full.copy()
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         np.save(tmp, np.clip(np.rint(full * 255), 0, 255).astype(np.uint8))
         os.replace(tmp, npy)
         print(f"{len(frames)} input + {args.frames} forecast frames -> {gif}, {npy}")
-    return run_cli(run, ValueError, OSError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

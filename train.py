@@ -20,7 +20,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from config import PRESETS, CliParser, Config, UserError, preset_config  # noqa: E402
+import runio  # noqa: E402
+from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
+from config import PRESETS, Config, preset_config  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
 SEED_PRESET_SEQ_PER_S_CPU = 0.5  # benchmarks/train_throughput.py: reference model, 2-core CPU, fp32
@@ -236,9 +238,8 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_fra
             tmp = os.path.join(out, f".model.tmp{os.getpid()}.keras")
             net.save(tmp)
             os.replace(tmp, self.path)
-            import plots
 
-            plots.write_json({"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}, self.best_path)
+            runio.write_json({"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}, self.best_path)
 
     class TimeBudget(keras.callbacks.Callback):
         """Adds `elapsed_min` (training wall time, summed over resumed runs) to the
@@ -250,9 +251,7 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_fra
             self.before = 0.0
             log = os.path.join(out, "log.csv")
             if os.path.exists(log) and os.path.getsize(log):
-                import plots
-
-                prev = plots.read_log(log).get("elapsed_min")
+                prev = runio.read_log(log).get("elapsed_min")
                 self.before = float(prev[-1]) if prev is not None and len(prev) else 0.0
 
         def on_epoch_end(self, epoch, logs=None):
@@ -288,9 +287,7 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_fra
 
 def prepare_out(out: str, overwrite: bool) -> bool:
     """Creates the run folder; True when resuming an interrupted run."""
-    os.makedirs(out, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise UserError(f"--out {out} is not writable")
+    output_dir(out)
     if os.path.isdir(os.path.join(out, "backup")):
         return True
     finished = [f for f in ("model.keras", "log.csv") if os.path.exists(os.path.join(out, f))]
@@ -325,7 +322,7 @@ def completed_epochs(out: str) -> int:
 def write_curves(out: str):
     import plots
 
-    log = plots.read_log(os.path.join(out, "log.csv"))
+    log = runio.read_log(os.path.join(out, "log.csv"))
     plots.loss_curve(log, os.path.join(out, "loss_curve.png"))
     plots.training_curves(log, os.path.join(out, "training_curves.png"))
 
@@ -425,24 +422,14 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
+
+    def run():
         cfg = config_from_args(args)
         out = args.out or os.path.join("runs", args.preset)
         train(cfg, out, mnist=args.mnist, overwrite=args.overwrite,
               time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init,
               strategy=args.strategy)
-    except (UserError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # data and weights errors carry their own fix
-        from data import DataError
-        from losses import PerceptualWeightsError
-
-        if isinstance(e, (DataError, PerceptualWeightsError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        raise
-    return 0
+    return run_cli(run)
 
 
 if __name__ == "__main__":

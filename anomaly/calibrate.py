@@ -22,7 +22,8 @@ import argparse  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, run_cli  # noqa: E402
+from cli import CliParser, run_cli  # noqa: E402
+import runio  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -36,7 +37,6 @@ def main(argv=None) -> int:
     p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
     args = p.parse_args(argv)
     def run():
-        import plots
         from anomaly.detector import META, Detector, apply_overrides, percentile_threshold
         from anomaly.video import expand_videos, read_video
 
@@ -50,10 +50,10 @@ def main(argv=None) -> int:
         meta["threshold"] = percentile_threshold(scores, pct)
         meta["percentile"] = pct
         meta["calibrated_on"] = videos
-        plots.write_json(meta, os.path.join(args.model, META))
+        runio.write_json(meta, os.path.join(args.model, META))
         print(f"threshold {meta['threshold']:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
               f"frame scores ({meta.get('score', 'mean')})")
-    return run_cli(run, ValueError, OSError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

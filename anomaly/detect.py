@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError, run_cli  # noqa: E402
+from cli import CliParser, output_dir, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -87,9 +87,7 @@ def main(argv=None) -> int:
 
         det = apply_overrides(Detector.load(args.model), args)
         labels = read_labels(args.labels) if args.labels else None
-        os.makedirs(args.out, exist_ok=True)
-        if not os.access(args.out, os.W_OK):
-            raise UserError(f"--out {args.out} is not writable")
+        output_dir(args.out)
         scores, flags, frames, fps = stream(det, args.source)
         write_csv(os.path.join(args.out, "scores.csv"), scores, flags)
         plots.anomaly_scores(os.path.join(args.out, "scores.png"), scores, det.threshold, labels,
@@ -101,7 +99,7 @@ def main(argv=None) -> int:
         n_anom = sum(1 for a in flags if a)
         print(f"{len(frames)} frames at {fps:.1f} frames/s (features + model, streaming); "
               f"{n_anom} flagged anomalous; wrote {args.out}/scores.csv, scores.png, annotated.mp4")
-    return run_cli(run, ValueError, OSError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

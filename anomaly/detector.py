@@ -1,7 +1,8 @@
 """The anomaly detector: window scoring, threshold calibration, streaming API,
 save/load, ensembles.
 
-Score of a frame = squared reconstruction error of its normalised features
+Score of a frame (objective "reconstruct", the default) = squared
+reconstruction error of its normalised features
 (flow x, flow y, density) inside a window of `window` frames, reduced over the
 frame either as the mean over all pixels ("mean") or as the largest mean over
 square cells of S/8 pixels ("local", an 8x8 grid on the whole frame: a small
@@ -14,6 +15,8 @@ full window get none. Finally the
 frame score is the maximum of those scores over the last `smooth` frames
 (causal: a burst of abnormal motion keeps the alarm up for `smooth` frames
 instead of flickering with each window; `smooth` 1 turns it off).
+A detector with objective "motion" scores each frame with the motion model of
+`anomaly.motion` instead (window 2: a frame and the one before, for its flow).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import os
 import numpy as np
 
 from anomaly.features import FeatureConfig, FeatureExtractor, Normalizer, stack_features
+from cli import InputError
+import runio
 
 META = "detector.json"
 MODEL = "ae.keras"
@@ -47,7 +52,7 @@ SCORES = ("mean", "local")
 def check_border(border: int, size: int, name: str = "border") -> None:
     """ValueError unless 0 <= border < size / 2 (some of a size x size frame is left)."""
     if not 0 <= 2 * border < size:
-        raise ValueError(f"{name} must be in [0, {size // 2}), got {border}")
+        raise InputError(f"{name} must be in [0, {size // 2}), got {border}")
 
 
 def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
@@ -67,7 +72,7 @@ def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
         return err.mean(axis=(-2, -1))
     if how == "local":
         return cell_grid(err, border).max(axis=(-2, -1))
-    raise ValueError(f"score must be one of {SCORES}, got {how!r}")
+    raise InputError(f"score must be one of {SCORES}, got {how!r}")
 
 
 def cell_grid(err: np.ndarray, border: int = 0) -> np.ndarray:
@@ -103,9 +108,9 @@ def percentile_threshold(errors, percentile: float) -> float:
     e = np.asarray(errors, np.float64)
     e = e[np.isfinite(e)]
     if e.size == 0:
-        raise ValueError("no scored frames to calibrate the threshold on (clips shorter than a window?)")
+        raise InputError("no scored frames to calibrate the threshold on (clips shorter than a window?)")
     if not 0 < percentile < 100:
-        raise ValueError(f"percentile must be in (0, 100), got {percentile}")
+        raise InputError(f"percentile must be in (0, 100), got {percentile}")
     return float(np.percentile(e, percentile))
 
 
@@ -123,9 +128,19 @@ class Detector:
         m0 = self.metas[0]
         for m in self.metas[1:]:
             if m["features"] != m0["features"] or m["window"] != m0["window"]:
-                raise ValueError("ensemble members must share features and window")
+                raise InputError("ensemble members must share features and window")
+        if any(m.get("objective", "reconstruct") != m0.get("objective", "reconstruct") for m in self.metas):
+            raise InputError("ensemble members must share their objective (reconstruct or motion)")
+        self.objective = m0.get("objective", "reconstruct")
         self.feature_cfg = FeatureConfig(**m0["features"])
         self.normalizers = [Normalizer(**m["normalizer"]) for m in self.metas]
+        if self.objective == "motion":
+            from anomaly.model import MotionConfig
+
+            self.motion_cfgs = [MotionConfig.from_dict(m["motion"]) for m in self.metas]
+            self.scales = [m["scales"] for m in self.metas]
+        elif self.objective != "reconstruct":
+            raise InputError(f"objective must be reconstruct or motion, got {self.objective!r}")
         self.window = int(m0["window"])
         self.stride = int(m0.get("stride", 1))
         self.threshold = float(np.mean([m["threshold"] for m in self.metas]))
@@ -150,7 +165,7 @@ class Detector:
         for p in paths:
             mp, jp = os.path.join(p, MODEL), os.path.join(p, META)
             if not (os.path.isfile(mp) and os.path.isfile(jp)):
-                raise ValueError(f"{p}: not a detector folder (needs {MODEL} and {META}; "
+                raise InputError(f"{p}: not a detector folder (needs {MODEL} and {META}; "
                                  "train one with python -m anomaly.train)")
             with open(jp) as f:
                 metas.append(json.load(f))
@@ -163,9 +178,8 @@ class Detector:
         tmp = os.path.join(folder, f".ae.tmp{os.getpid()}.keras")
         ae.save(tmp)
         os.replace(tmp, os.path.join(folder, MODEL))
-        import plots
 
-        plots.write_json(meta, os.path.join(folder, META))
+        runio.write_json(meta, os.path.join(folder, META))
 
     # --------------------------------------------------------------- scoring
     def _predict(self, i, x):
@@ -174,10 +188,32 @@ class Detector:
 
             m = self.models[i]
             self._fns.append(tf.function(lambda v: m(v, training=False), reduce_retracing=True))
-        return np.asarray(self._fns[i](x), np.float32)
+        y = self._fns[i](x)
+        if isinstance(y, dict):
+            return {k: np.asarray(v, np.float32) for k, v in y.items()}
+        return np.asarray(y, np.float32)
+
+    def motion_scores(self, raw: np.ndarray, batch: int = 64) -> np.ndarray:
+        """(T, S, S, C) raw features -> (T,) fused motion-model scores (ensemble
+        mean; `anomaly.motion`), before smoothing. Each frame's flow is the one
+        from the frame before."""
+        from anomaly.motion import DENSITY, frame_parts, fuse
+
+        out = np.zeros(len(raw), np.float64)
+        for i, (norm, cfg) in enumerate(zip(self.normalizers, self.motion_cfgs)):
+            x = norm(raw)[..., DENSITY:DENSITY + 1]
+            for j in range(0, len(x), batch):
+                y = self._predict(i, x[j:j + batch])
+                out[j:j + batch] += fuse(frame_parts(y, raw[j:j + batch], cfg, self.score), self.scales[i][self.score])
+        return out / len(self.normalizers)
 
     def window_errors(self, raw_windows: np.ndarray, batch: int = 16) -> np.ndarray:
-        """(K, W, S, S, C) raw features -> (K, W) per-frame errors, ensemble mean."""
+        """(K, W, S, S, C) raw features -> (K, W) per-frame errors, ensemble mean
+        (a motion detector scores the last frame of each window only; NaN before it)."""
+        if self.objective == "motion":
+            out = np.full(raw_windows.shape[:2], np.nan)
+            out[:, -1] = self.motion_scores(raw_windows[:, -1])
+            return out
         out = np.zeros(raw_windows.shape[:2], np.float64)
         for i, norm in enumerate(self.normalizers):
             x = norm(raw_windows)
@@ -257,13 +293,16 @@ def apply_overrides(det, args):
         value = getattr(args, flag, None)
         if value is not None:
             if value < 1:
-                raise ValueError(f"--{flag} must be >= 1")
+                raise InputError(f"--{flag} must be >= 1")
             setattr(det, flag, value)
     if getattr(args, "score", None) is not None:
         det.score = args.score
     border = getattr(args, "border", None)
     if border is not None:
         check_border(border, det.feature_cfg.image_size, "--border")
+        if det.objective == "motion" and border != det.motion_cfgs[0].border:
+            raise InputError(f"--border {border}: a motion detector's cells are fixed when it is trained "
+                             f"(border {det.motion_cfgs[0].border})")
         det.border = border
     if getattr(args, "threshold", None) is not None:
         det.threshold = args.threshold

@@ -12,7 +12,8 @@ flow magnitude reduced exactly as the model's error is (--score, --border: e.g.
 the fastest 8x8-pixel cell of the interior), so that a local score is compared
 with a local baseline.
 With --normal-videos (the clips the model was trained on), a third baseline:
-the per-location normal-motion model of `anomaly.location`, fitted on them.
+the per-location normal-motion model of `anomaly.location`, fitted on them,
+reduced as the model is and (a second entry) the other way, worst cell or mean.
 Every metric is reported pooled and per anomaly kind (each kind's clips with the
 normal clips; "speed" and "pattern" groups), the kind read from the clip name
 (NAME_NN.mp4, as `anomaly.synthetic` writes them).
@@ -29,7 +30,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError, run_cli  # noqa: E402
+from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
+import runio  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -94,11 +96,13 @@ def main(argv=None) -> int:
         if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
             location = LocationModel(border=det.border).fit(
                 [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
-        os.makedirs(args.out, exist_ok=True)
-        methods = {"model": "ConvLSTM AE", "baseline_mean_flow_magnitude": "mean flow magnitude",
+        output_dir(args.out)
+        methods = {"model": "motion model" if det.objective == "motion" else "ConvLSTM AE", "baseline_mean_flow_magnitude": "mean flow magnitude",
                    "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}
-        if location is not None:
+        other = "mean" if det.score == "local" else "local"
+        if location is not None:  # under both reductions: the model's, and the other (it may suit the baseline)
             methods["baseline_per_location"] = f"per-location motion model ({det.score})"
+            methods[f"baseline_per_location_{other}"] = f"per-location motion model ({other})"
         clips, per_video = [], {}
         for p in paths:
             stem = os.path.splitext(os.path.basename(p))[0]
@@ -117,6 +121,7 @@ def main(argv=None) -> int:
                           causal_max(reduce_error_map(speed, det.score, det.border), det.smooth)}
             if location is not None:
                 scores["baseline_per_location"] = causal_max(location.frame_scores(raw, det.score), det.smooth)
+                scores[f"baseline_per_location_{other}"] = causal_max(location.frame_scores(raw, other), det.smooth)
             keep = np.isfinite(s)  # frames before the first full window: left out for all
             clips.append((clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep]))
             per_video[stem] = {"frames": len(raw), "anomalous": int(labels.sum()),
@@ -139,11 +144,11 @@ def main(argv=None) -> int:
                "per_video": per_video, "models": args.model}
         plots.roc_figure({label: np.concatenate([c[1][m] for c in clips]) for m, label in methods.items()}, y,
                          os.path.join(args.out, "roc.png"))
-        plots.write_json(res, os.path.join(args.out, "metrics.json"))
+        runio.write_json(res, os.path.join(args.out, "metrics.json"))
         print(f"{'ROC-AUC (pooled with the normal clips)':40s}" + "".join(f"{m[:22]:>24s}" for m in methods))
         for group, rep in per_kind.items():
             print(f"{group:40s}" + "".join(f"{rep[m]['roc_auc']:24.3f}" for m in methods))
-    return run_cli(run, ValueError, OSError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from cli import InputError
+
 
 @dataclass
 class FeatureConfig:
@@ -53,7 +55,7 @@ def _gray(frame: np.ndarray, size: int) -> np.ndarray:
     elif f.ndim == 3 and f.shape[-1] == 1:
         f = f[..., 0]
     elif f.ndim != 2:
-        raise ValueError(f"a frame must be (H, W) or (H, W, 3), got shape {f.shape}")
+        raise InputError(f"a frame must be (H, W) or (H, W, 3), got shape {f.shape}")
     if f.dtype != np.uint8:
         f = np.clip(np.rint(np.asarray(f, np.float32) * (255.0 if f.max() <= 1.0 else 1.0)), 0, 255).astype(np.uint8)
     if f.shape != (size, size):
@@ -138,13 +140,13 @@ class FeatureExtractor:
 
         self.cfg = cfg or FeatureConfig()
         if self.cfg.flow not in ("farneback", "dis"):
-            raise ValueError(f"flow must be farneback or dis, got {self.cfg.flow!r}")
+            raise InputError(f"flow must be farneback or dis, got {self.cfg.flow!r}")
         if self.cfg.density == "mog2":
             self.density = Mog2Density(self.cfg)
         elif self.cfg.density == "keypoints":
             self.density = KeypointDensity(detector or YoloPoseDetector(), self.cfg)
         else:
-            raise ValueError(f"density must be mog2 or keypoints, got {self.cfg.density!r}")
+            raise InputError(f"density must be mog2 or keypoints, got {self.cfg.density!r}")
         self.dis = (cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
                     if self.cfg.flow == "dis" else None)
         self.prev = None

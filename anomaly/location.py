@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from anomaly.detector import cell_grid
+from cli import InputError
 
 
 def cell_means(raw: np.ndarray, border: int = 0) -> np.ndarray:
@@ -77,7 +78,7 @@ class LocationModel:
             ii, jj = np.indices(b.shape[1:])
             np.add.at(counts, (ii[None], jj[None], b), 1)  # every frame at once
         if counts is None:
-            raise ValueError("no normal clips to fit the per-location model on")
+            raise InputError("no normal clips to fit the per-location model on")
         self.counts = counts
         return self
 
@@ -87,7 +88,7 @@ class LocationModel:
             raise ValueError("fit the per-location model first")
         b = self.motion_bins(raw)
         if b.shape[1:] != self.counts.shape[:2]:
-            raise ValueError(f"features give a {b.shape[1:]} grid, the model was fitted on "
+            raise InputError(f"features give a {b.shape[1:]} grid, the model was fitted on "
                              f"{self.counts.shape[:2]}")
         p = (self.counts + 1.0) / (self.counts.sum(-1, keepdims=True) + self.bins)
         ii, jj = np.indices(b.shape[1:])

@@ -1,5 +1,6 @@
-"""The ConvLSTM autoencoder, built from the predictor's blocks (`model.convlstm_block`,
-`SpaceToDepth`, `DepthToSpace`)."""
+"""The detector's networks: the ConvLSTM autoencoder, built from the predictor's
+blocks (`model.convlstm_block`, `SpaceToDepth`, `DepthToSpace`), and the motion
+model (`anomaly.motion`: where people are -> how they move there)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import asdict, dataclass
 import keras
 from keras import layers, ops
 
+from cli import InputError
 from model import DepthToSpace, SpaceToDepth, convlstm_block, dtype_policy
 
 
@@ -45,14 +47,14 @@ class AEConfig:
 class CoordChannels(layers.Layer):
     """Appends the pixel's x and y, each in [-1, 1], as two channels.
 
-    Shapes: (N, T, H, W, C) -> (N, T, H, W, C + 2)."""
+    Shapes: (..., H, W, C) -> (..., H, W, C + 2), e.g. (N, T, H, W, C) or (N, H, W, C)."""
 
     def call(self, x):
-        n, t = ops.shape(x)[0], ops.shape(x)[1]
-        h, w = x.shape[2], x.shape[3]
+        lead = tuple(ops.shape(x)[:-3])
+        h, w = x.shape[-3], x.shape[-2]
         yy, xx = ops.meshgrid(ops.linspace(-1.0, 1.0, h), ops.linspace(-1.0, 1.0, w), indexing="ij")
         grid = ops.cast(ops.stack([xx, yy], axis=-1), x.dtype)  # (H, W, 2)
-        grid = ops.broadcast_to(grid[None, None], (n, t, h, w, 2))
+        grid = ops.broadcast_to(grid, (*lead, h, w, 2))
         return ops.concatenate([x, grid], axis=-1)
 
     def compute_output_shape(self, s):
@@ -72,7 +74,7 @@ def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
     cfg = cfg or AEConfig()
     p, s, c = cfg.patch, cfg.image_size, cfg.channels
     if p < 1 or s % p:
-        raise ValueError(f"patch {p} must divide image_size {s}")
+        raise InputError(f"patch {p} must divide image_size {s}")
     policy = dtype_policy(cfg.precision)
     inp = keras.Input((None, s, s, c), name="features")
     x = CoordChannels(name="coords")(inp) if cfg.coords else inp
@@ -85,3 +87,74 @@ def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
     if p > 1:
         x = DepthToSpace(p, dtype="float32", name="depth_to_space")(x)
     return keras.Model(inp, x, name="convlstm_autoencoder")
+
+
+@dataclass
+class MotionConfig:
+    """The motion model of `anomaly.motion`.
+
+    widths: Conv2D filters (kernel x kernel, ReLU) at pixel resolution;
+    cell_widths: 3x3 Conv2D filters after averaging each cell (the model sees
+    its neighbourhood); image_size S and border b: the cells are the detector's
+    grid (`detector.cell_grid`: S // 8 pixels, inside the border); directions,
+    speed_edges, occupied: the motion bins (`anomaly.location.LocationModel`);
+    speed_scale: the speed head predicts the cell's mean flow speed divided by
+    this (the training clips' mean, so its targets are near 1); min_speed: the
+    floor of both speeds in the pace score (px/frame: a near-empty, still frame
+    is not a surprise)."""
+
+    widths: tuple = (16, 32)
+    cell_widths: tuple = (64,)
+    kernel: int = 3
+    image_size: int = 64
+    border: int = 4
+    directions: int = 8
+    speed_edges: tuple = (0.1, 0.4, 1.0)
+    occupied: float = 0.05
+    speed_scale: float = 1.0
+    min_speed: float = 0.02
+
+    @property
+    def cell(self) -> int:
+        return max(1, self.image_size // 8)
+
+    @property
+    def grid(self) -> int:
+        """Cells per side."""
+        return (self.image_size - 2 * self.border) // self.cell
+
+    @property
+    def bins(self) -> int:
+        return 2 + self.directions * len(self.speed_edges)
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        d = dict(d)
+        for k in ("widths", "cell_widths", "speed_edges"):
+            d[k] = tuple(d[k])
+        return cls(**d)
+
+
+def build_motion_model(cfg: MotionConfig | None = None) -> keras.Model:
+    """(N, S, S, 1) normalised density -> {"logits": (N, n, n, bins), "speed": (N, n, n)}:
+    per cell of the detector's grid, the motion-bin logits and the mean flow
+    speed / `speed_scale`. Sees one frame, never the flow."""
+    cfg = cfg or MotionConfig()
+    s, b, n, c = cfg.image_size, cfg.border, cfg.grid, cfg.cell
+    if n < 1:
+        raise InputError(f"border {b} leaves no cell of {c} pixels in a {s}x{s} frame")
+    inp = keras.Input((s, s, 1), name="density")
+    end = s - b - n * c  # the grid's cells start at the border and may leave a margin
+    x = layers.Cropping2D(((b, end), (b, end)), name="grid_area")(inp)
+    x = CoordChannels(name="coords")(x)
+    for i, f in enumerate(cfg.widths):
+        x = layers.Conv2D(f, cfg.kernel, padding="same", activation="relu", name=f"pixel{i}")(x)
+    x = layers.AveragePooling2D(c, name="cells")(x)
+    for i, f in enumerate(cfg.cell_widths):
+        x = layers.Conv2D(f, 3, padding="same", activation="relu", name=f"cell{i}")(x)
+    logits = layers.Conv2D(cfg.bins, 1, dtype="float32", name="logits")(x)
+    speed = layers.Reshape((n, n), name="speed")(layers.Conv2D(1, 1, dtype="float32", name="speed_head")(x))
+    return keras.Model(inp, {"logits": logits, "speed": speed}, name="motion_model")

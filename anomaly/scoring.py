@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from cli import InputError
+
 # The anomaly kinds of the synthetic benchmark (anomaly.synthetic), grouped for reporting.
 PATTERN_KINDS = ("wrong_way", "crossing", "stop", "gathering")
 SPEED_KINDS = ("panic", "runner")
@@ -16,7 +18,7 @@ def _check(scores, labels):
     if s.shape != y.shape:
         raise ValueError(f"scores {s.shape} and labels {y.shape} differ")
     if y.all() or not y.any():
-        raise ValueError("labels need both normal and anomalous frames")
+        raise InputError("labels need both normal and anomalous frames")
     return s, y
 
 

@@ -27,7 +27,7 @@ import os
 
 import numpy as np
 
-from config import CliParser
+from cli import CliParser, InputError, output_dir, run_cli
 
 from anomaly.scoring import KINDS, PATTERN_KINDS, SPEED_KINDS  # noqa: F401  (re-exported)
 from anomaly.video import write_labels, write_video
@@ -225,7 +225,7 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
     os.makedirs(os.path.join(out, "test"), exist_ok=True)
     if n_train > 1000:
-        raise ValueError("at most 1000 training clips")
+        raise InputError("at most 1000 training clips")
     for i in range(n_train):
         v, _ = crowd_clip([seed, i], frames, size)
         write_video(os.path.join(out, "train", f"normal_{i:02d}.mp4"), v, fps)
@@ -264,9 +264,12 @@ def main(argv=None) -> int:
     p.add_argument("--lanes-each", type=int, default=4,
                    help="validation and test clips of each kind in the lanes scene (0 = no lanes scene)")
     args = p.parse_args(argv)
-    print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips, n_val_each=args.val_each,
-                         lanes_train=args.lanes_train_clips, lanes_each=args.lanes_each))
-    return 0
+
+    def run():
+        output_dir(args.out)
+        print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips, n_val_each=args.val_each,
+                             lanes_train=args.lanes_train_clips, lanes_each=args.lanes_each))
+    return run_cli(run)
 
 
 if __name__ == "__main__":

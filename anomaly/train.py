@@ -3,10 +3,13 @@
     python -m anomaly.train --videos "data/crowd/train/*.mp4" --out runs/anomaly
 
 Clips are split by clip into training and validation (--val-fraction; a
-single clip is split in time). The autoencoder learns to reconstruct windows
-of normal features (MSE, Adam, ReduceLROnPlateau, early stopping on the
-validation windows). The threshold is the --percentile of frame errors on the
-held-out validation clips, never on training windows. OUT gets ae.keras and
+single clip is split in time). With --objective reconstruct (the default) the
+ConvLSTM autoencoder learns to reconstruct windows of normal features (MSE);
+with --objective motion the motion model of anomaly/motion.py learns how people
+move where they stand, and its two part scores are scaled on the validation
+clips. Both: Adam, ReduceLROnPlateau, early stopping on the validation clips.
+The threshold is the --percentile of frame scores on the held-out validation
+clips, never on training data. OUT gets ae.keras (the network) and
 detector.json (features, normaliser, window, stride, threshold, losses, epoch).
 """
 
@@ -21,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from config import CliParser, UserError, run_cli  # noqa: E402
+from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
 
@@ -29,7 +32,10 @@ def parse_args(argv=None):
     p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", required=True, help='glob of normal clips, e.g. "data/crowd/train/*.mp4"')
     p.add_argument("--out", default=os.path.join("runs", "anomaly"))
-    p.add_argument("--preset", default="light", choices=["light", "strong"])
+    p.add_argument("--objective", default="reconstruct", choices=["reconstruct", "motion"],
+                   help="reconstruct: a ConvLSTM autoencoder reconstructs windows of features (default); "
+                        "motion: a model of how people move where they stand (anomaly/motion.py)")
+    p.add_argument("--preset", default="light", choices=["light", "strong"], help="autoencoder size")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--batch-size", type=int, default=8, help="per replica (global = this x replicas)")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -102,12 +108,9 @@ def split_clips(clips: list, val_fraction: float):
 
 
 def train(args) -> dict:
-    import keras
-
     import distribute
     from anomaly.detector import Detector, check_border, percentile_threshold, windows
     from anomaly.features import FeatureConfig, Normalizer, clip_features
-    from anomaly.model import AE_PRESETS, build_autoencoder
     from anomaly.video import expand_videos, read_video
 
     if args.sequence_length < 2 or min(args.stride, args.score_stride, args.epochs, args.batch_size) < 1:
@@ -123,7 +126,7 @@ def train(args) -> dict:
         raise UserError(f"--still-speed must be >= 0, got {args.still_speed}")
     paths = expand_videos(args.videos)
     strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow work
-    out = distribute.chief_out(args.out, strategy)
+    out = output_dir(distribute.chief_out(args.out, strategy))  # before the fit, not after
     clips = [read_video(p, args.max_frames) for p in paths]
     tr_clips, va_clips = split_clips(clips, args.val_fraction)
     rng = np.random.default_rng(args.seed)
@@ -135,46 +138,81 @@ def train(args) -> dict:
     va_feats = [clip_features(c, fcfg) for c in va_clips]
     feat_s = time.time() - t0
     norm = Normalizer.fit(tr_feats)
-    w = args.sequence_length
+    w = 2 if args.objective == "motion" else args.sequence_length  # motion: a frame and the one before
     xtr = np.concatenate([norm(windows(f, w, args.stride)) for f in tr_feats])
     xva = np.concatenate([norm(windows(f, w, args.stride)) for f in va_feats])
     if len(xtr) == 0 or len(xva) == 0:
         raise UserError(f"clips too short for windows of {w} frames (training windows {len(xtr)}, "
                         f"validation windows {len(xva)})")
+    if args.objective == "motion":
+        with strategy.scope():
+            net, fit_meta = fit_motion(args, tr_feats, va_feats, norm)
+    else:
+        net, fit_meta = fit_autoencoder(args, strategy, xtr, xva, fcfg.channels)
+    meta = {"objective": args.objective, "features": fcfg.to_dict(),
+            "normalizer": {"mean": norm.mean, "std": norm.std},
+            "window": w, "stride": args.score_stride, "train_stride": args.stride,
+            "threshold": None, "percentile": args.percentile,
+            "score": args.score, "smooth": args.smooth, "border": args.border, **fit_meta,
+            "train_clips": len(tr_clips), "val_clips": len(va_clips), "videos": paths,
+            "feature_seconds": round(feat_s, 1), "seed": args.seed,
+            "replicas": strategy.num_replicas_in_sync, "global_batch": distribute.global_batch(strategy, args.batch_size)}
+    meta["threshold"] = 0.0
+    det = Detector([net], [meta])
+    val_scores = np.concatenate([det.score_features(f) for f in va_feats])
+    meta["threshold"] = percentile_threshold(val_scores, args.percentile)
+    Detector.save(out, net, meta)
+    return meta
+
+
+def fit_autoencoder(args, strategy, xtr, xva, channels):
+    """The ConvLSTM autoencoder fitted on normal windows: (model, its detector.json entries)."""
     import dataclasses
 
-    cfg = dataclasses.replace(AE_PRESETS[args.preset], window=w, image_size=args.image_size,
-                              coords=args.coords == "true", channels=fcfg.channels)
+    import keras
+
+    import distribute
+    from anomaly.model import AE_PRESETS, build_autoencoder
+
+    cfg = dataclasses.replace(AE_PRESETS[args.preset], window=args.sequence_length, image_size=args.image_size,
+                              coords=args.coords == "true", channels=channels)
     keras.utils.set_random_seed(args.seed)
     with strategy.scope():
         ae = build_autoencoder(cfg)
         ae.compile(optimizer=keras.optimizers.Adam(args.lr), loss="mse")
-    batch = distribute.global_batch(strategy, args.batch_size)
     cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, args.patience // 2), factor=0.5),
            keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
            keras.callbacks.TerminateOnNaN()]
     t0 = time.time()
     hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=args.epochs,
-                  batch_size=batch,
+                  batch_size=distribute.global_batch(strategy, args.batch_size),
                   callbacks=cbs, verbose=args.verbose, shuffle=True)
-    fit_s = time.time() - t0
+    return ae, {"autoencoder": cfg.to_dict(), "preset": args.preset, "fit_seconds": round(time.time() - t0, 1),
+                **_losses(hist)}
+
+
+def fit_motion(args, tr_feats, va_feats, norm):
+    """The motion model of `anomaly.motion` fitted on normal frames, and its part
+    scales on the held-out clips: (model, its detector.json entries)."""
+    import keras
+
+    from anomaly import motion
+    from anomaly.model import MotionConfig
+
+    keras.utils.set_random_seed(args.seed)
+    t0 = time.time()
+    net, cfg, hist = motion.fit(tr_feats, va_feats, norm, MotionConfig(image_size=args.image_size, border=args.border),
+                                lr=args.lr, epochs=args.epochs, batch_size=4 * args.batch_size,
+                                patience=args.patience, verbose=args.verbose)
+    fit_s = round(time.time() - t0, 1)
+    return net, {"motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, norm, va_feats),
+                 "fit_seconds": fit_s, **_losses(hist)}
+
+
+def _losses(hist) -> dict:
     best = int(np.argmin(hist.history["val_loss"]))
-    meta = {"features": fcfg.to_dict(), "normalizer": {"mean": norm.mean, "std": norm.std},
-            "window": w, "stride": args.score_stride, "train_stride": args.stride,
-            "threshold": None, "percentile": args.percentile,
-            "score": args.score, "smooth": args.smooth, "border": args.border,
-            "autoencoder": cfg.to_dict(), "preset": args.preset,
-            "train_loss": float(hist.history["loss"][best]), "val_loss": float(hist.history["val_loss"][best]),
-            "epoch": best + 1, "epochs_run": len(hist.history["loss"]),
-            "train_clips": len(tr_clips), "val_clips": len(va_clips), "videos": paths,
-            "feature_seconds": round(feat_s, 1), "fit_seconds": round(fit_s, 1), "seed": args.seed,
-            "replicas": strategy.num_replicas_in_sync, "global_batch": batch}
-    meta["threshold"] = 0.0
-    det = Detector([ae], [meta])
-    val_scores = np.concatenate([det.score_features(f) for f in va_feats])
-    meta["threshold"] = percentile_threshold(val_scores, args.percentile)
-    Detector.save(out, ae, meta)
-    return meta
+    return {"train_loss": float(hist.history["loss"][best]), "val_loss": float(hist.history["val_loss"][best]),
+            "epoch": best + 1, "epochs_run": len(hist.history["loss"])}
 
 
 def main(argv=None) -> int:
@@ -184,7 +222,7 @@ def main(argv=None) -> int:
         meta = train(args)
         print(f"saved {args.out}: threshold {meta['threshold']:.4f} ({meta['percentile']:g}th percentile of "
               f"held-out normal scores), val_loss {meta['val_loss']:.4f} at epoch {meta['epoch']}")
-    return run_cli(run, ValueError, OSError)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

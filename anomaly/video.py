@@ -7,8 +7,10 @@ import os
 
 import numpy as np
 
+from cli import InputError
 
-class VideoError(ValueError):
+
+class VideoError(InputError):
     """A video that cannot be used; the message names the file and the problem."""
 
 
@@ -97,7 +99,7 @@ def read_labels(path: str) -> np.ndarray:
     try:
         arr = np.array([int(v) for v in vals], np.uint8)
     except ValueError:
-        raise ValueError(f"{path}: labels must be one 0 or 1 per line") from None
+        raise VideoError(f"{path}: labels must be one 0 or 1 per line") from None
     if arr.size == 0 or arr.max() > 1:
-        raise ValueError(f"{path}: labels must be one 0 or 1 per line")
+        raise VideoError(f"{path}: labels must be one 0 or 1 per line")
     return arr

@@ -23,6 +23,7 @@ import os
 import re
 
 import common  # noqa: F401
+import runio
 
 
 def summarise(log: dict, target: float) -> dict:
@@ -50,9 +51,8 @@ def epoch_minutes_from_stdout(path: str) -> list:
 def load_run_log(run: str) -> dict:
     import numpy as np
 
-    import plots
 
-    log = plots.read_log(os.path.join(run, "log.csv"))
+    log = runio.read_log(os.path.join(run, "log.csv"))
     if "elapsed_min" not in log:
         mins = epoch_minutes_from_stdout(os.path.join(run, "train_stdout.log"))
         if len(mins) < len(log["epoch"]):
@@ -99,7 +99,7 @@ def main(argv=None):
     else:
         cfg = run_config(args.preset, extra, args.steps_per_epoch, args.seed)
         train.train(cfg, args.out, mnist=args.mnist, overwrite=True, time_budget_min=args.minutes, verbose=0)
-        log = plots.read_log(os.path.join(args.out, "log.csv"))
+        log = runio.read_log(os.path.join(args.out, "log.csv"))
     with open(os.path.join(args.out, "time_to_quality.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["elapsed_min", "epoch", "sequences", "val_psnr", "val_ssim"])
@@ -107,7 +107,7 @@ def main(argv=None):
             w.writerow([f"{log['elapsed_min'][i]:.3f}", int(log["epoch"][i]) + 1,
                         (int(log["epoch"][i]) + 1) * cfg.train.steps_per_epoch * cfg.train.batch_size,
                         f"{log['val_psnr'][i]:.4f}", f"{log['val_ssim'][i]:.4f}"])
-    plt = plots._plt()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, key, label in ((axes[0], "val_psnr", "validation PSNR (dB)"), (axes[1], "val_ssim", "validation SSIM")):
         ax.plot(log["elapsed_min"], log[key], marker="o", ms=3)
@@ -116,9 +116,9 @@ def main(argv=None):
     axes[1].axhline(args.target_ssim, color="k", ls="--", lw=0.8, label=f"target {args.target_ssim}")
     axes[1].legend()
     fig.suptitle(f"Time to quality: preset '{args.preset}' from scratch")
-    plots._save(fig, os.path.join(args.out, "time_to_quality.png"))
+    plots.save_figure(fig, os.path.join(args.out, "time_to_quality.png"))
     res = {"preset": args.preset, **summarise(log, args.target_ssim), "config": cfg.to_dict()}
-    plots.write_json(res, os.path.join(args.out, "time_to_quality.json"))
+    runio.write_json(res, os.path.join(args.out, "time_to_quality.json"))
     print(json.dumps(res, indent=2))
 
 

@@ -291,7 +291,7 @@ def test_cli_train_detect_evaluate(tmp_path):
                                    "stop", "gathering"}
     for rep in m3["per_kind"].values():
         assert set(rep) == {"model", "baseline_mean_flow_magnitude", "baseline_flow_magnitude_as_model",
-                            "baseline_per_location"}
+                            "baseline_per_location", "baseline_per_location_mean"}
     assert m3["model"] == m3["per_kind"]["all"]["model"]
     assert detect.main(["--model", out, "--source", str(tmp_path / "missing.mp4"), "--out", d]) == 2
     from anomaly import calibrate

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import runio
 import pytest
 
 from conftest import ROOT
@@ -80,9 +81,8 @@ def test_two_workers_on_loopback(tmp_path, mnist_dir):
     assert _loads(os.path.join(out, "model.keras"))
     # the second worker wrote its copy aside, and both logged the same (all-reduced) numbers
     assert os.path.exists(os.path.join(out, ".worker1", "model.keras"))
-    import plots
 
-    logs = [plots.read_log(os.path.join(d, "log.csv")) for d in (out, os.path.join(out, ".worker1"))]
+    logs = [runio.read_log(os.path.join(d, "log.csv")) for d in (out, os.path.join(out, ".worker1"))]
     for k in ("loss", "val_loss", "val_psnr", "val_ssim"):
         assert len(logs[0][k]) == 1 and logs[0][k] == logs[1][k], k
 

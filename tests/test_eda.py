@@ -2,6 +2,7 @@ import json
 import os
 
 import numpy as np
+import runio
 import pytest
 
 import eda
@@ -85,6 +86,6 @@ def test_training_curve_plots(tmp_path):
     assert plots.main([str(tmp_path)]) == 0
     for f in ("loss_curve.png", "training_curves.png"):
         assert os.path.getsize(tmp_path / f) > 1000
-    parsed = plots.read_log(str(log))
+    parsed = runio.read_log(str(log))
     np.testing.assert_allclose(parsed["val_psnr"], [14, 16])
     assert plots.main([str(tmp_path / "nowhere")]) == 2

@@ -20,8 +20,9 @@ def test_hand_computed_values():
 
 def test_leading_shape_is_kept():
     a = np.random.rand(3, 5, 16, 16, 1)
-    for name, f in metrics.FRAME_METRICS.items():
-        assert f(a, a).shape == (3, 5), name
+    for name, m in metrics.METRICS.items():
+        assert m.reference(a, a).shape == (3, 5), name
+        assert tuple(m.tensor(a, a).shape) == (15,), name  # the Keras twin flattens the leading axes
 
 
 def test_psnr_and_ssim_match_scikit_image():

@@ -190,7 +190,7 @@ def test_crafted_lambda_checkpoint_is_refused(tmp_path, ext):
     floor in requirements.txt (>= 3.12) refuses it in both formats under safe_mode."""
     import keras
 
-    from config import UserError
+    from cli import UserError
 
     inp = keras.Input((2,))
     out = keras.layers.Lambda(lambda x: x * 2.0)(inp)

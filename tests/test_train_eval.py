@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import runio
 import pytest
 
 import evaluate
@@ -213,9 +214,8 @@ def test_cosine_run_logs_rollout_scores_and_resumes_its_schedule(tmp_path, mnist
     assert train.main([*args, "--time-budget-min", "0"]) == 0  # stops after epoch 1
     assert train.completed_epochs(out) == 1
     assert train.main(args) == 0  # resumes: epochs 2 and 3, the schedule going on
-    import plots
 
-    log = plots.read_log(os.path.join(out, "log.csv"))
+    log = runio.read_log(os.path.join(out, "log.csv"))
     assert list(log["epoch"]) == [0, 1, 2]
     # lr at the end of epochs 1..3 = schedule at steps 2, 4, 6
     expect = [1e-3, 1e-3 * (0.01 + 0.99 * 0.5), 1e-5]

@@ -1,0 +1,158 @@
+"""The motion model: how people normally move where they are.
+
+Shown only *where* people are in one frame (the normalised density channel and
+the pixel coordinates), a small CNN (`anomaly.model.build_motion_model`)
+predicts for every cell of the detector's grid
+
+    logits  p(motion bin | cell, who is where): the bins of `anomaly.location`
+            (empty, occupied and still, 8 directions x 3 speed bands of the
+            cell's mean flow);
+    speed   the cell's mean flow speed.
+
+It is trained on normal clips only (cross-entropy on the observed bins, MSE on
+the speeds), so it learns which way and how fast people walk in each place.
+Each frame gets two scores:
+
+    surprise  -log p(observed bin) of each cell, reduced like the detector's
+              score: the worst cell ("local") or the mean ("mean");
+    pace      |log((observed + m) / (predicted + m))|, the frame's mean flow
+              speed against the speed the model expects of the people where
+              they stand (m = `min_speed`): a crowd that stops, or flees.
+
+Surprise sees one cell at a time, so a whole crowd standing still (a bin the
+cells see now and then in normal frames) hardly moves it; the pace, summed over
+the frame first, does. The detector's frame score is
+max(surprise / s_surprise, pace / s_pace), each divided by its 95th percentile
+on held-out normal clips (`calibrate_scales`), then the detector's causal smoothing.
+
+One frame, not a window: given the density sequence a ConvLSTM learns to read
+the motion off it, and then predicts an anomalous motion as well as a normal one
+(anomaly/README.md has the comparison).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.detector import cell_grid
+from anomaly.location import LocationModel
+from anomaly.model import MotionConfig
+from cli import InputError
+
+DENSITY = 2  # the density channel of the raw features
+SPEED_WEIGHT = 0.1  # of the speed loss beside the bins' cross-entropy (early stopping watches their sum)
+
+
+def bin_model(cfg: MotionConfig) -> LocationModel:
+    """The motion bins the model predicts (a `LocationModel` without counts)."""
+    return LocationModel(cfg.directions, cfg.speed_edges, cfg.occupied, cfg.border)
+
+
+def cell_speeds(raw: np.ndarray, border: int) -> np.ndarray:
+    """Raw features (T, S, S, C) -> each cell's mean flow speed, (T, n, n)."""
+    return cell_grid(np.hypot(raw[..., 0], raw[..., 1]), border)
+
+
+def mean_cell_speed(feats: list, border: int) -> float:
+    """The mean cell speed over clips' raw features (frame 0 of each, which has
+    no flow, left out): the speed head's scale (at least 1e-3)."""
+    speeds = np.concatenate([cell_speeds(f[1:], border).ravel() for f in feats])
+    return float(max(speeds.mean(), 1e-3))
+
+
+def targets(raw: np.ndarray, cfg: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """What the model learns from a clip's raw features (T, S, S, C): the motion
+    bins (T, n, n) int and the cell speeds / speed_scale (T, n, n)."""
+    return bin_model(cfg).motion_bins(raw), cell_speeds(raw, cfg.border) / cfg.speed_scale
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "local") -> np.ndarray:
+    """The two scores of each frame.
+
+    Args:
+        outputs: the model's outputs for the frames: "logits" (T, n, n, bins)
+            and "speed" (T, n, n).
+        raw: the frames' raw features (T, S, S, C).
+        cfg: the model's config.
+        how: "local" (the worst cell's surprise) or "mean".
+
+    Returns:
+        (T, 2): surprise and pace.
+    """
+    b = bin_model(cfg).motion_bins(raw)
+    lp = log_softmax(np.asarray(outputs["logits"], np.float64))
+    cells = -np.take_along_axis(lp, b[..., None], axis=-1)[..., 0]  # (T, n, n)
+    if how == "local":
+        surprise = cells.max(axis=(1, 2))
+    elif how == "mean":
+        surprise = cells.mean(axis=(1, 2))
+    else:
+        raise InputError(f"score must be 'local' or 'mean', got {how!r}")
+    expected = np.maximum(np.asarray(outputs["speed"], np.float64), 0).mean(axis=(1, 2)) * cfg.speed_scale
+    seen = cell_speeds(raw, cfg.border).mean(axis=(1, 2))
+    pace = np.abs(np.log((seen + cfg.min_speed) / (expected + cfg.min_speed)))
+    return np.stack([surprise, pace], axis=1)
+
+
+def fuse(parts: np.ndarray, scales) -> np.ndarray:
+    """(T, 2) parts -> (T,) frame scores: the larger part in units of its scale."""
+    return (np.asarray(parts, np.float64) / np.asarray(scales, np.float64)).max(axis=-1)
+
+
+def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, lr: float = 1e-3,
+        epochs: int = 30, batch_size: int = 32, patience: int = 6, verbose: int = 2):
+    """Trains a motion model on normal clips' raw features.
+
+    Args:
+        train_feats, val_feats: lists of (T, S, S, C) raw features (frame 0 of
+            each clip, which has no flow, is left out).
+        density_norm: callable raw features -> normalised (the detector's Normalizer).
+        cfg: the model's config (its speed_scale is set here from the training clips).
+
+    Returns:
+        (model, cfg with speed_scale, keras History).
+    """
+    import dataclasses
+
+    import keras
+
+    from anomaly.model import build_motion_model
+
+    cfg = dataclasses.replace(cfg, speed_scale=mean_cell_speed(train_feats, cfg.border))
+
+    def arrays(feats):
+        x = np.concatenate([density_norm(f[1:])[..., DENSITY:DENSITY + 1] for f in feats])
+        bins, speed = zip(*(targets(f[1:], cfg) for f in feats))
+        return x, {"logits": np.concatenate(bins), "speed": np.concatenate(speed).astype(np.float32)}
+
+    xtr, ytr = arrays(train_feats)
+    xva, yva = arrays(val_feats)
+    model = build_motion_model(cfg)
+    model.compile(optimizer=keras.optimizers.Adam(lr),
+                  loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "speed": "mse"},
+                  loss_weights={"logits": 1.0, "speed": SPEED_WEIGHT})
+    cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, patience // 2), factor=0.5),
+           keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True),
+           keras.callbacks.TerminateOnNaN()]
+    hist = model.fit(xtr, ytr, validation_data=(xva, yva), epochs=epochs, batch_size=batch_size,
+                     callbacks=cbs, verbose=verbose, shuffle=True)
+    return model, cfg, hist
+
+
+def calibrate_scales(model, cfg: MotionConfig, density_norm, feats: list, percentile: float = 95.0) -> dict:
+    """{reduction: [s_surprise, s_pace]}: each part's `percentile` over the frames of
+    held-out normal clips (raw features, frame 0 of each left out), for both
+    reductions of the surprise, so that either can be scored."""
+    out = {}
+    for how in ("local", "mean"):
+        parts = []
+        for f in feats:
+            y = model.predict(density_norm(f[1:])[..., DENSITY:DENSITY + 1], verbose=0)
+            parts.append(frame_parts(y, f[1:], cfg, how))
+        out[how] = np.maximum(np.percentile(np.concatenate(parts), percentile, axis=0), 1e-6).tolist()
+    return out

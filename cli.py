@@ -1,0 +1,51 @@
+"""Command-line plumbing shared by every entry point: the project's errors, the
+error contract, and an argparse that reports usage errors in one line.
+
+The contract: an entry point calls `run_cli(body)`. A `UserError` (bad input or
+setup, raised anywhere in the project; `InputError` is also a `ValueError` for
+Python callers) becomes one `error: ...` line on stderr and exit code 2. Any
+other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+class UserError(Exception):
+    """Bad input or setup: the base of the project's own errors."""
+
+
+class InputError(UserError, ValueError):
+    """A value, file or folder the user gave is invalid (also a ValueError)."""
+
+
+def run_cli(body) -> int:
+    """Calls `body()`; a `UserError` becomes one `error:` line and exit code 2."""
+    try:
+        body()
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one `error:` line (and exit code 2)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def output_dir(path: str, flag: str = "--out") -> str:
+    """Creates the output folder `path` if needed and checks that it can be
+    written; a `UserError` naming `flag` otherwise. Returns `path`."""
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {path}: cannot create the folder ({e.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{flag} {path} is not writable")
+    return path

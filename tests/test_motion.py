@@ -1,0 +1,155 @@
+"""The motion model (anomaly/motion.py): how people move where they stand."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from anomaly import motion
+from anomaly.detector import Detector
+from anomaly.features import FeatureConfig, Normalizer
+from anomaly.model import MotionConfig, build_motion_model
+
+S = 16
+IDENTITY = Normalizer([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])
+
+
+def _toy_frames(rng, n, top_vx, bottom_vx, people=6):
+    """Raw features (n, S, S, 3) of a toy scene: 2x2-pixel "people" (density 1)
+    at random places; their flow is (top_vx, 0) in the top half and
+    (bottom_vx, 0) in the bottom half; no flow where nobody is."""
+    raw = np.zeros((n, S, S, 3), np.float32)
+    for t in range(n):
+        for _ in range(people):
+            r, c = 2 * rng.integers(0, S // 2), 2 * rng.integers(0, S // 2)
+            raw[t, r:r + 2, c:c + 2, 2] = 1.0
+            raw[t, r:r + 2, c:c + 2, 0] = top_vx if r < S // 2 else bottom_vx
+    return raw
+
+
+def test_config_round_trip_and_shapes():
+    cfg = MotionConfig(widths=(4,), cell_widths=(8,), image_size=S, border=2)
+    assert (cfg.cell, cfg.grid, cfg.bins) == (2, 6, 26)
+    assert MotionConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    out = build_motion_model(cfg)(np.zeros((3, S, S, 1), np.float32))
+    assert tuple(out["logits"].shape) == (3, 6, 6, 26) and tuple(out["speed"].shape) == (3, 6, 6)
+    with pytest.raises(ValueError, match="border 8"):
+        build_motion_model(MotionConfig(image_size=S, border=8))
+
+
+def test_frame_parts_by_hand():
+    """Flow (0.3, 0.4) everywhere: speed 0.5, direction sector 5 of 8, speed band 1
+    -> bin 2 + 5 * 3 + 1 = 18. Logits log 3 for that bin and 0 for the 25 others:
+    p = 3 / 28 in every cell. Predicted speed 1.0 x scale 0.25 against 0.5 seen."""
+    cfg = MotionConfig(image_size=S, border=0, speed_scale=0.25, min_speed=0.02)
+    raw = np.zeros((2, S, S, 3), np.float32)
+    raw[..., 0], raw[..., 1], raw[..., 2] = 0.3, 0.4, 1.0
+    assert (motion.bin_model(cfg).motion_bins(raw) == 18).all()
+    logits = np.zeros((2, 8, 8, 26), np.float32)
+    logits[..., 18] = np.log(3.0)
+    out = {"logits": logits, "speed": np.ones((2, 8, 8), np.float32)}
+    for how in ("local", "mean"):
+        parts = motion.frame_parts(out, raw, cfg, how)
+        np.testing.assert_allclose(parts[:, 0], np.log(28 / 3), rtol=1e-6)
+        np.testing.assert_allclose(parts[:, 1], abs(np.log(0.52 / 0.27)), rtol=1e-6)
+    np.testing.assert_allclose(motion.fuse([[1.0, 4.0], [3.0, 1.0]], [2.0, 4.0]), [1.0, 1.5])
+    with pytest.raises(ValueError, match="score must be"):
+        motion.frame_parts(out, raw, cfg, "median")
+
+
+@pytest.fixture(scope="module")
+def toy_model():
+    """A motion model trained on a toy scene whose top half walks right and
+    bottom half walks left."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    train = [_toy_frames(rng, 120, 0.5, -0.5) for _ in range(2)]
+    val = [_toy_frames(rng, 40, 0.5, -0.5)]
+    keras.utils.set_random_seed(0)
+    cfg = MotionConfig(widths=(8,), cell_widths=(16,), kernel=3, image_size=S, border=0)
+    net, cfg, _ = motion.fit(train, val, IDENTITY, cfg, lr=3e-3, epochs=25, batch_size=32, patience=25, verbose=0)
+    return net, cfg, val
+
+
+def test_motion_model_knows_which_way_each_half_walks(toy_model):
+    """The same people at the same places: walking the way of their half is
+    usual, walking against it is a surprise, and standing still changes the pace."""
+    net, cfg, _ = toy_model
+    rng = np.random.default_rng(1)
+    usual = _toy_frames(rng, 20, 0.5, -0.5)
+    against = usual.copy()
+    against[..., 0] *= -1
+    still = usual.copy()
+    still[..., 0] = 0
+
+    def parts(raw):
+        return motion.frame_parts(net.predict(raw[..., 2:3], verbose=0), raw, cfg, "local")
+
+    p_usual, p_against, p_still = parts(usual), parts(against), parts(still)
+    assert p_against[:, 0].mean() > p_usual[:, 0].mean() + 2.0  # nats
+    assert (p_against[:, 0] > p_usual[:, 0]).all()
+    assert p_still[:, 1].min() > 2 * p_usual[:, 1].max()
+    np.testing.assert_allclose(p_against[:, 1], p_usual[:, 1], rtol=1e-6)  # same speed, same pace
+    # the speed head learned how fast people walk: about 0.5 px/frame at occupied cells
+    speed = net.predict(usual[..., 2:3], verbose=0)["speed"] * cfg.speed_scale
+    occupied = motion.cell_speeds(usual, 0) > 0.25
+    assert 0.3 < speed[occupied].mean() < 0.7
+
+
+def _motion_detector(net, cfg, val, threshold=1.0):
+    meta = {"objective": "motion", "features": FeatureConfig(image_size=S).to_dict(),
+            "normalizer": {"mean": IDENTITY.mean, "std": IDENTITY.std}, "window": 2, "stride": 1,
+            "threshold": threshold, "percentile": 95, "score": "local", "smooth": 3, "border": 0,
+            "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, IDENTITY, val)}
+    return Detector([net], [meta]), meta
+
+
+def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model, tmp_path):
+    net, cfg, val = toy_model
+    det, meta = _motion_detector(net, cfg, val)
+    assert set(meta["scales"]) == {"local", "mean"} and all(v > 0 for s in meta["scales"].values() for v in s)
+    raw = _toy_frames(np.random.default_rng(2), 9, 0.5, -0.5)
+    offline = det.score_features(raw)
+    assert np.isnan(offline[0]) and np.isfinite(offline[1:]).all()  # frame 0 has no flow of its own
+    streamed = [det.add_features(f[..., :2], f[..., 2]) for f in raw]
+    assert streamed[0] is None
+    np.testing.assert_allclose([s[1] for s in streamed[1:]], offline[1:], rtol=1e-5)
+    Detector.save(str(tmp_path / "m"), net, meta)
+    back = Detector.load(str(tmp_path / "m"))
+    assert back.objective == "motion" and back.window == 2
+    np.testing.assert_allclose(back.score_features(raw), offline, rtol=1e-5, equal_nan=True)
+    from anomaly.detector import apply_overrides
+
+    class Args:
+        border = 2
+
+    with pytest.raises(ValueError, match="fixed when it is trained"):
+        apply_overrides(back, Args())
+    ae_meta = json.load(open(os.path.join(str(tmp_path / "m"), "detector.json")))
+    ae_meta["objective"] = "reconstruct"
+    with pytest.raises(ValueError, match="share their objective"):
+        Detector([net, net], [meta, ae_meta])
+
+
+def test_cli_trains_and_evaluates_a_motion_detector(tmp_path):
+    from anomaly import evaluate, synthetic, train
+
+    data = str(tmp_path / "crowd")
+    synthetic.make_benchmark(data, seed=0, frames=30, size=64, n_train=1, n_test_normal=1, n_panic=0,
+                             n_runner=0, n_val_each=0, lanes_train=3, lanes_each=1)
+    out = str(tmp_path / "det")
+    assert train.main(["--videos", os.path.join(data, "lanes", "train", "*.mp4"), "--out", out, "--epochs", "1",
+                       "--image-size", "32", "--objective", "motion", "--mog2-learning-rate", "0.001",
+                       "--verbose", "0"]) == 0
+    meta = json.load(open(os.path.join(out, "detector.json")))
+    assert meta["objective"] == "motion" and meta["window"] == 2 and meta["motion"]["image_size"] == 32
+    assert meta["motion"]["speed_scale"] > 0 and meta["threshold"] > 0
+    ev = str(tmp_path / "eval")
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "*.mp4"), "--out", ev,
+                          "--normal-videos", os.path.join(data, "lanes", "train", "*.mp4")]) == 0
+    m = json.load(open(os.path.join(ev, "metrics.json")))
+    assert {"stop", "wrong_way", "pattern"} <= set(m["per_kind"])
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "*.mp4"), "--out", ev,
+                          "--border", "0"]) == 2

@@ -39,9 +39,18 @@ class CliParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
-def output_dir(path: str, flag: str = "--out") -> str:
-    """Creates the output folder `path` if needed and checks that it can be
-    written; a `UserError` naming `flag` otherwise. Returns `path`."""
+def output_dir(path: str, flag: str = "--out", create: bool = True) -> str:
+    """Checks that the output folder `path` can be written, and creates it (with
+    `create`); a `UserError` naming `flag` otherwise. With `create=False` nothing is
+    made: a folder that does not exist yet needs a writable nearest existing
+    parent (for checks made before any work). Returns `path`."""
+    if not create:
+        probe = os.path.abspath(path)
+        while not os.path.exists(probe):
+            probe = os.path.dirname(probe)
+        if not os.path.isdir(probe) or not os.access(probe, os.W_OK):
+            raise UserError(f"{flag} {path}: cannot create or write it ({probe} is not a writable folder)")
+        return path
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:

@@ -3,7 +3,8 @@
     python eda.py --mnist ../shared/data/mnist            # generated sequences (training digits)
     python eda.py --data mnist_test_seq.npy               # the official test file
 
-Writes to --out (default results/eda/): sample_sequences.png,
+Writes to --out (default runs/eda/; the shipped figures: --out results/eda --overwrite):
+sample_sequences.png,
 intensity_over_time.png, intensity_per_frame.png, pixel_histogram.png,
 mean_std_frames.png, motion.png and stats.json.
 """
@@ -17,7 +18,7 @@ import sys
 
 import numpy as np
 
-from cli import CliParser, UserError, output_dir, run_cli
+from cli import CliParser, InputError, output_dir, run_cli
 import runio
 
 
@@ -189,46 +190,53 @@ def parse_args(argv=None):
     src = p.add_mutually_exclusive_group()
     src.add_argument("--mnist", default=None, help="MNIST source for generated sequences")
     src.add_argument("--data", default=None, help="the official mnist_test_seq.npy")
-    p.add_argument("--split", default="train", choices=["train", "val", "test"], help="digits to generate from")
-    p.add_argument("--sequences", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default=os.path.join("results", "eda"))
+    p.add_argument("--split", default="train", choices=["train", "val", "test"],
+                   help="digits to generate from (default: %(default)s)")
+    p.add_argument("--sequences", type=int, default=1000, help="sequences to look at, >= 1 (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default: %(default)s)")
+    p.add_argument("--out", default=os.path.join("runs", "eda"), help="output folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace the figures of an earlier EDA in --out")
     return p.parse_args(argv)
+
+
+def load_videos(args):
+    """(videos, motion, overlap, label, how) of the chosen source."""
+    import data
+
+    if args.data:
+        videos = np.asarray(data.open_moving_mnist_npy(args.data)[:args.sequences])
+        est = motion_from_frames(videos)
+        return videos, est, est["overlap"], f"official file, {len(videos)} sequences", \
+            "estimated from frames (optical flow; merged blobs)"
+    digits = data.load_mnist_digits(args.mnist, args.split)
+    videos, traj, which = data.generate_moving_mnist(digits, args.sequences, seed=[args.seed, 4],
+                                                     return_trajectories=True)
+    return videos, motion_from_trajectories(traj), digit_overlap(traj, which, digits), \
+        f"generated, {args.split} digits, {len(videos)} sequences", "from the generator's trajectories"
+
+
+def eda(args) -> None:
+    if args.sequences < 1:
+        raise InputError(f"--sequences must be >= 1, got {args.sequences}")
+    output_dir(args.out, create=False)
+    if os.path.exists(os.path.join(args.out, "stats.json")) and not args.overwrite:
+        raise InputError(f"{args.out} holds an earlier EDA; pass --overwrite to replace it")
+    videos, motion, overlap, label, how = load_videos(args)
+    output_dir(args.out)
+    paths = figures(videos, motion, overlap, args.out, label)
+    it, h = intensity_over_time(videos), pixel_histogram(videos)
+    stats = {"data": label, "seed": args.seed, "motion": how,
+             "mean_intensity": float(it["mean"].mean()), "fraction_zero_pixels": float(h["fraction_zero"]),
+             "speed_px_per_frame_median": float(np.median(motion["speed"])),
+             "overlap_fraction_of_frames": float(overlap.mean())}
+    runio.write_json(stats, os.path.join(args.out, "stats.json"))
+    print(json.dumps(stats, indent=2))
+    print("wrote " + ", ".join(os.path.basename(p) for p in paths))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    def run():
-        import data
-
-        if args.sequences < 1:
-            raise UserError("--sequences must be >= 1")
-        if args.data:
-            videos = np.asarray(data.open_moving_mnist_npy(args.data)[:args.sequences])
-            est = motion_from_frames(videos)
-            motion, overlap = est, est["overlap"]
-            label = f"official file, {len(videos)} sequences"
-            how = "estimated from frames (optical flow; merged blobs)"
-        else:
-            digits = data.load_mnist_digits(args.mnist, args.split)
-            videos, traj, which = data.generate_moving_mnist(digits, args.sequences, seed=[args.seed, 4],
-                                                             return_trajectories=True)
-            motion = motion_from_trajectories(traj)
-            overlap = digit_overlap(traj, which, digits)
-            label = f"generated, {args.split} digits, {len(videos)} sequences"
-            how = "from the generator's trajectories"
-        output_dir(args.out)
-        paths = figures(videos, motion, overlap, args.out, label)
-        it, h = intensity_over_time(videos), pixel_histogram(videos)
-        stats = {"data": label, "seed": args.seed, "motion": how,
-                 "mean_intensity": float(it["mean"].mean()), "fraction_zero_pixels": float(h["fraction_zero"]),
-                 "speed_px_per_frame_median": float(np.median(motion["speed"])),
-                 "overlap_fraction_of_frames": float(overlap.mean())}
-
-        runio.write_json(stats, os.path.join(args.out, "stats.json"))
-        print(json.dumps(stats, indent=2))
-        print("wrote " + ", ".join(os.path.basename(p) for p in paths))
-    return run_cli(run)
+    return run_cli(lambda: eda(args))
 
 
 if __name__ == "__main__":

@@ -212,28 +212,31 @@ class PixelAccuracy(keras.metrics.MeanMetricWrapper):
         return {"name": self.name, "dtype": self.dtype, "threshold": self.threshold}
 
 
+class _RangeMetric(keras.metrics.MeanMetricWrapper):
+    """The mean over frames of a per-frame metric of frames in [0, data_range]."""
+
+    def __init__(self, fn, name: str, dtype=None, data_range: float = 1.0):
+        super().__init__(fn, name=name, dtype=dtype, data_range=data_range)
+        self.data_range = data_range
+
+    def get_config(self):
+        return {"name": self.name, "dtype": self.dtype, "data_range": self.data_range}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class PSNR(keras.metrics.MeanMetricWrapper):
+class PSNR(_RangeMetric):
     """Mean PSNR (dB) over frames; `psnr` is its NumPy twin."""
 
     def __init__(self, name: str = "psnr", dtype=None, data_range: float = 1.0):
-        super().__init__(psnr_tensor, name=name, dtype=dtype, data_range=data_range)
-        self.data_range = data_range
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "data_range": self.data_range}
+        super().__init__(psnr_tensor, name, dtype, data_range)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SSIM(keras.metrics.MeanMetricWrapper):
+class SSIM(_RangeMetric):
     """Mean SSIM over frames; `ssim` is its NumPy twin."""
 
     def __init__(self, name: str = "ssim", dtype=None, data_range: float = 1.0):
-        super().__init__(ssim_tensor, name=name, dtype=dtype, data_range=data_range)
-        self.data_range = data_range
-
-    def get_config(self):
-        return {"name": self.name, "dtype": self.dtype, "data_range": self.data_range}
+        super().__init__(ssim_tensor, name, dtype, data_range)
 
 
 # ------------------------------------------------------------------- the registry

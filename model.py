@@ -28,8 +28,19 @@ def dtype_policy(precision: str) -> str:
     return _POLICIES[precision]
 
 
+class _PatchLayer(layers.Layer):
+    """A layer parametrised by one patch size, `block` (saved in its config)."""
+
+    def __init__(self, block: int, **kwargs):
+        super().__init__(**kwargs)
+        self.block = int(block)
+
+    def get_config(self):
+        return {**super().get_config(), "block": self.block}
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class SpaceToDepth(layers.Layer):
+class SpaceToDepth(_PatchLayer):
     """Folds each `block x block` patch of every frame into channels.
 
     Args:
@@ -37,10 +48,6 @@ class SpaceToDepth(layers.Layer):
 
     Shapes: (N, T, H, W, C) -> (N, T, H / block, W / block, C * block**2).
     """
-
-    def __init__(self, block: int, **kwargs):
-        super().__init__(**kwargs)
-        self.block = int(block)
 
     def call(self, x):
         b = self.block
@@ -54,20 +61,13 @@ class SpaceToDepth(layers.Layer):
         b = self.block
         return (s[0], s[1], s[2] // b, s[3] // b, s[4] * b * b)
 
-    def get_config(self):
-        return {**super().get_config(), "block": self.block}
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class DepthToSpace(layers.Layer):
+class DepthToSpace(_PatchLayer):
     """The inverse of `SpaceToDepth`.
 
     Shapes: (N, T, h, w, C * block**2) -> (N, T, h * block, w * block, C).
     """
-
-    def __init__(self, block: int, **kwargs):
-        super().__init__(**kwargs)
-        self.block = int(block)
 
     def call(self, x):
         b = self.block
@@ -81,9 +81,6 @@ class DepthToSpace(layers.Layer):
     def compute_output_shape(self, s):
         b = self.block
         return (s[0], s[1], s[2] * b, s[3] * b, s[4] // (b * b))
-
-    def get_config(self):
-        return {**super().get_config(), "block": self.block}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, output_dir, run_cli  # noqa: E402
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -96,44 +96,63 @@ def to_model_frames(clip: np.ndarray, size: int = 64) -> np.ndarray:
 def parse_args(argv=None):
     p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("clip", help="a .gif, .npy or video file")
-    p.add_argument("--checkpoint", default="results/model.keras")
-    p.add_argument("--frames", type=int, default=10, help="frames to forecast")
-    p.add_argument("--context", type=int, default=None, help="use only the last N input frames")
-    p.add_argument("--out", default="predictions")
+    p.add_argument("--checkpoint", default="results/model.keras", help="the predictor (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=10, help="frames to forecast, >= 1 (default: %(default)s)")
+    p.add_argument("--context", type=int, default=None,
+                   help="use only the last N >= 2 input frames (default: all)")
+    p.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier forecast of the same clip")
     return p.parse_args(argv)
+
+
+def output_paths(args) -> tuple[str, str]:
+    """(GIF, .npy) of the forecast: named after the whole file name, so clip.gif
+    and clip.npy do not overwrite each other's forecasts."""
+    name = os.path.basename(args.clip).replace(".", "_")
+    return (os.path.join(args.out, f"{name}_forecast.gif"), os.path.join(args.out, f"{name}_forecast.npy"))
+
+
+def check_args(args) -> None:
+    """Every flag and the output folder, before any work."""
+    if args.frames < 1:
+        raise InputError(f"--frames must be >= 1, got {args.frames}")
+    if args.context is not None and args.context < 2:
+        raise InputError(f"--context must be >= 2 (two frames to see motion), got {args.context}")
+    output_dir(args.out, create=False)
+    existing = [p for p in output_paths(args) if os.path.exists(p)]
+    if existing and not args.overwrite:
+        raise InputError(f"{existing[0]} exists (an earlier forecast of this clip); pass --overwrite to replace it")
+
+
+def predict(args) -> None:
+    import plots
+    from model import load_predictor, rollout
+
+    check_args(args)
+    clip = read_clip(args.clip)
+    if len(clip) < 2:
+        raise UserError(f"{args.clip}: {len(clip)} frame(s); need at least 2 to see motion")
+    if args.context:
+        clip = clip[-args.context:]
+    net = load_predictor(args.checkpoint)
+    frames = to_model_frames(clip, net.input_shape[2])
+    forecast = rollout(net, frames[None], args.frames)[0]
+    full = np.concatenate([frames, forecast])[..., 0]
+    marked = full.copy()
+    marked[len(frames):, [0, -1], :] = 1.0   # white border marks forecast frames
+    marked[len(frames):, :, [0, -1]] = 1.0
+    gif_path, npy = output_paths(args)
+    output_dir(args.out)
+    gif = plots.write_gif(plots.side_by_side([marked]), gif_path)
+    tmp = npy + ".tmp.npy"
+    np.save(tmp, np.clip(np.rint(full * 255), 0, 255).astype(np.uint8))
+    os.replace(tmp, npy)
+    print(f"{len(frames)} input + {args.frames} forecast frames -> {gif}, {npy}")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    def run():
-        from model import load_predictor
-        from model import rollout
-        import plots
-
-        if args.frames < 1:
-            raise UserError("--frames must be >= 1")
-        clip = read_clip(args.clip)
-        if len(clip) < 2:
-            raise UserError(f"{args.clip}: {len(clip)} frame(s); need at least 2 to see motion")
-        if args.context:
-            clip = clip[-args.context:]
-        net = load_predictor(args.checkpoint)
-        size = net.input_shape[2]
-        frames = to_model_frames(clip, size)
-        forecast = rollout(net, frames[None], args.frames)[0]
-        output_dir(args.out)
-        stem = os.path.splitext(os.path.basename(args.clip))[0]
-        full = np.concatenate([frames, forecast])[..., 0]
-        marked = full.copy()
-        marked[len(frames):, [0, -1], :] = 1.0   # white border marks forecast frames
-        marked[len(frames):, :, [0, -1]] = 1.0
-        gif = plots.write_gif(plots.side_by_side([marked]), os.path.join(args.out, f"{stem}_forecast.gif"))
-        npy = os.path.join(args.out, f"{stem}_forecast.npy")
-        tmp = npy + ".tmp.npy"
-        np.save(tmp, np.clip(np.rint(full * 255), 0, 255).astype(np.uint8))
-        os.replace(tmp, npy)
-        print(f"{len(frames)} input + {args.frames} forecast frames -> {gif}, {npy}")
-    return run_cli(run)
+    return run_cli(lambda: predict(args))
 
 
 if __name__ == "__main__":

@@ -75,7 +75,13 @@ def test_eda_cli(tmp_path, mnist_dir):
     raw[:, :, 5:20, 5:20] = 200
     np.save(str(tmp_path / "seq.npy"), raw)
     assert eda.main(["--data", str(tmp_path / "seq.npy"), "--out", str(tmp_path / "eda2")]) == 0
-    assert eda.main(["--data", str(tmp_path / "missing.npy"), "--out", out]) == 2
+    assert eda.main(["--data", str(tmp_path / "missing.npy"), "--out", out, "--overwrite"]) == 2
+    before = open(os.path.join(out, "stats.json")).read()
+    assert eda.main(["--mnist", mnist_dir, "--sequences", "2", "--out", out]) == 2  # an earlier EDA: kept
+    assert open(os.path.join(out, "stats.json")).read() == before
+    assert eda.main(["--mnist", mnist_dir, "--sequences", "2", "--out", out, "--overwrite"]) == 0
+    assert eda.main(["--mnist", mnist_dir, "--sequences", "0", "--out", str(tmp_path / "e3")]) == 2
+    assert not (tmp_path / "e3").exists()
 
 
 def test_training_curve_plots(tmp_path):

@@ -40,14 +40,14 @@ def test_npy_uint8_and_float_and_rgb(checkpoint, tmp_path):
     v = _moving()
     np.save(str(tmp_path / "a.npy"), v)
     assert _run(checkpoint, tmp_path / "a.npy", tmp_path) == 0
-    out = _check_outputs(tmp_path, "a", 6)
+    out = _check_outputs(tmp_path, "a_npy", 6)
     # input frames (resized 48 -> 64) come back first
     assert out[:6].max() > 0
     np.save(str(tmp_path / "b.npy"), (v / 255.0).astype(np.float32)[..., None])
     assert _run(checkpoint, tmp_path / "b.npy", tmp_path) == 0
     np.save(str(tmp_path / "c.npy"), np.repeat(v[..., None], 3, axis=-1))
     assert _run(checkpoint, tmp_path / "c.npy", tmp_path) == 0
-    _check_outputs(tmp_path, "c", 6)
+    _check_outputs(tmp_path, "c_npy", 6)
 
 
 def test_gif_and_mp4(checkpoint, tmp_path):
@@ -57,19 +57,40 @@ def test_gif_and_mp4(checkpoint, tmp_path):
     v = _moving(size=64)
     imageio.mimsave(str(tmp_path / "clip.gif"), list(v), format="GIF", loop=0)
     assert _run(checkpoint, tmp_path / "clip.gif", tmp_path) == 0
-    _check_outputs(tmp_path, "clip", 6)
+    _check_outputs(tmp_path, "clip_gif", 6)
     w = cv2.VideoWriter(str(tmp_path / "clip.mp4"), cv2.VideoWriter_fourcc(*"mp4v"), 10, (64, 64))
     for f in v:
         w.write(cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
     w.release()
     assert _run(checkpoint, tmp_path / "clip.mp4", tmp_path) == 0
-    _check_outputs(tmp_path, "clip", 6)
+    _check_outputs(tmp_path, "clip_mp4", 6)
+    _check_outputs(tmp_path, "clip_gif", 6)  # the GIF's forecast is still there
 
 
 def test_context_flag_keeps_last_frames(checkpoint, tmp_path):
     np.save(str(tmp_path / "a.npy"), _moving())
     assert _run(checkpoint, tmp_path / "a.npy", tmp_path, "--context", "4") == 0
-    _check_outputs(tmp_path, "a", 4)
+    _check_outputs(tmp_path, "a_npy", 4)
+
+
+def test_an_earlier_forecast_is_replaced_only_with_overwrite(checkpoint, tmp_path, capsys):
+    np.save(str(tmp_path / "a.npy"), _moving())
+    assert _run(checkpoint, tmp_path / "a.npy", tmp_path) == 0
+    before = _check_outputs(tmp_path, "a_npy", 6)
+    assert _run(checkpoint, tmp_path / "a.npy", tmp_path, "--context", "4") == 2
+    assert "--overwrite" in capsys.readouterr().err
+    np.testing.assert_array_equal(_check_outputs(tmp_path, "a_npy", 6), before)
+    assert _run(checkpoint, tmp_path / "a.npy", tmp_path, "--context", "4", "--overwrite") == 0
+    _check_outputs(tmp_path, "a_npy", 4)
+
+
+@pytest.mark.parametrize("flags,msg", [(["--context", "0"], "--context must be >= 2"),
+                                       (["--context", "1"], "--context must be >= 2"),
+                                       (["--frames", "0"], "--frames must be >= 1")])
+def test_out_of_range_flags_fail_before_any_work(checkpoint, tmp_path, capsys, flags, msg):
+    np.save(str(tmp_path / "a.npy"), _moving())
+    assert _run(checkpoint, tmp_path / "a.npy", tmp_path, *flags) == 2
+    assert msg in capsys.readouterr().err and not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize("make,msg", [

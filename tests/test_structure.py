@@ -3,6 +3,8 @@
 import ast
 import os
 
+import pytest
+
 from conftest import ROOT
 
 ENTRY_POINTS = {"train", "evaluate", "predict", "eda", "anomaly.detect", "anomaly.evaluate",
@@ -36,3 +38,45 @@ def test_the_check_sees_an_offender(tmp_path):
     p = tmp_path / "x.py"
     p.write_text("from anomaly import detect\nimport evaluate\n")
     assert {"anomaly.detect", "evaluate"} <= set(imported_modules(str(p)))
+
+
+def test_entry_points_turn_only_project_errors_into_error_lines(capsys):
+    """run_cli: a UserError (and its InputError, also a ValueError) is one
+    `error:` line and exit 2; any other exception is a bug and propagates."""
+    from cli import InputError, UserError, run_cli
+
+    def bad_input():
+        raise InputError("--frames must be >= 1, got 0")
+
+    assert run_cli(bad_input) == 2
+    assert capsys.readouterr().err == "error: --frames must be >= 1, got 0\n"
+    assert issubclass(InputError, ValueError) and issubclass(InputError, UserError)
+
+    def bug():
+        raise ValueError("operands could not be broadcast together")
+
+    with pytest.raises(ValueError, match="broadcast"):
+        run_cli(bug)
+    with pytest.raises(KeyError):
+        run_cli(lambda: {}["missing"])
+
+
+def test_project_errors_share_one_base():
+    """Every error class the project raises for bad input derives from cli.UserError."""
+    from anomaly.video import VideoError
+    from cli import UserError
+    from data import DataError
+    from losses import PerceptualWeightsError
+
+    for cls in (VideoError, DataError, PerceptualWeightsError):
+        assert issubclass(cls, UserError), cls
+
+
+def test_output_dir_names_the_flag(tmp_path):
+    from cli import UserError, output_dir
+
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    assert output_dir(str(tmp_path / "new" / "deep")) == str(tmp_path / "new" / "deep")
+    with pytest.raises(UserError, match="--model-out .*cannot create"):
+        output_dir(str(f / "sub"), "--model-out")

@@ -170,9 +170,8 @@ PRESETS: dict[str, dict] = {
     # What a user without a GPU should train: the same three ConvLSTM layers and
     # causal head on 4x4 space-to-depth patches (16x16x16), bf16 mixed
     # precision, no perceptual term (VGG16 on every frame would dominate the
-    # cost on a CPU), BatchNorm momentum 0.9 (results/model.keras was trained
-    # with 0.99, before this change: its config.json predates the field, which
-    # then reads as the default 0.99).
+    # cost on a CPU), BatchNorm momentum 0.9 (short runs: the moving statistics
+    # must keep up; a config.json without the field reads as Keras's 0.99).
     "cpu": {
         "model": {"patch_size": 4, "precision": "bfloat16", "bn_momentum": 0.9},
         "train": {"perceptual_weight": 0.0, "batch_size": 16,

@@ -110,14 +110,11 @@ def _plt():
     return plots.pyplot()
 
 
-def figures(videos, motion, overlap, out, label, n_show=6):
-    import plots
-
-    plt = _plt()
-    paths = []
+def samples_figure(videos, label, n_show=6):
+    """The first `n_show` sequences, one row each."""
     n_show = min(n_show, len(videos))
-    fig, axes = plt.subplots(n_show, videos.shape[1], figsize=(0.9 * videos.shape[1], 0.95 * n_show),
-                             squeeze=False)
+    fig, axes = _plt().subplots(n_show, videos.shape[1], figsize=(0.9 * videos.shape[1], 0.95 * n_show),
+                                squeeze=False)
     for i in range(n_show):
         for j in range(videos.shape[1]):
             axes[i, j].imshow(videos[i, j], cmap="gray", vmin=0, vmax=255)
@@ -127,8 +124,12 @@ def figures(videos, motion, overlap, out, label, n_show=6):
                 axes[i, j].set_title(f"t={j}", fontsize=7)
         axes[i, 0].set_ylabel(f"seq {i}", fontsize=7)
     fig.suptitle(f"Sample sequences ({label})")
-    paths.append(plots.save_figure(fig, os.path.join(out, "sample_sequences.png")))
+    return fig
 
+
+def intensity_figures(videos, label):
+    """(mean intensity over time, its distribution per frame index)."""
+    plt = _plt()
     it = intensity_over_time(videos)
     t = np.arange(videos.shape[1])
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -138,36 +139,41 @@ def figures(videos, motion, overlap, out, label, n_show=6):
            title=f"Average intensity over time ({label})")
     ax.legend()
     ax.grid(alpha=0.3)
-    paths.append(plots.save_figure(fig, os.path.join(out, "intensity_over_time.png")))
-
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig2, ax = plt.subplots(figsize=(8, 3.5))
     ax.boxplot([it["per_sequence"][:, j] for j in t], positions=t, showfliers=False)
     ax.set(xlabel="frame index", ylabel="frame mean intensity (0-1)",
            title=f"Per-frame-index intensity distribution across sequences ({label})")
     ax.grid(alpha=0.3)
-    paths.append(plots.save_figure(fig, os.path.join(out, "intensity_per_frame.png")))
+    return fig, fig2
 
+
+def pixels_figure(videos, label):
     h = pixel_histogram(videos)
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = _plt().subplots(figsize=(6, 3.5))
     ax.bar(np.arange(256), h["all"], width=1.0, alpha=0.5, label="all pixels")
     ax.bar(np.arange(256), h["nonzero"], width=1.0, alpha=0.7, label="non-zero pixels")
     ax.set_yscale("log")
     ax.set(xlabel="pixel value (0-255)", ylabel="count (log)",
            title=f"Pixel intensities: {100 * h['fraction_zero']:.1f}% are exactly 0 ({label})")
     ax.legend()
-    paths.append(plots.save_figure(fig, os.path.join(out, "pixel_histogram.png")))
+    return fig
 
+
+def mean_std_figure(videos, label):
     mean_f, std_f = mean_std_frames(videos)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = _plt().subplots(1, 2, figsize=(9, 3.8))
     for ax, img, name in zip(axes, (mean_f, std_f), ("mean frame", "std frame")):
         im = ax.imshow(img, cmap="magma")
         ax.set(title=name, xlabel="column (px)", ylabel="row (px)")
         fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     fig.suptitle(f"Where digits spend their time ({label})")
     fig.tight_layout()
-    paths.append(plots.save_figure(fig, os.path.join(out, "mean_std_frames.png")))
+    return fig
 
-    fig = plt.figure(figsize=(12, 3.6))
+
+def motion_figure(motion, overlap, label):
+    """Digit speeds, directions, and how often the digits overlap per frame index."""
+    fig = _plt().figure(figsize=(12, 3.6))
     ax1 = fig.add_subplot(1, 3, 1)
     ax1.hist(motion["speed"], bins=40, color="C2")
     ax1.set(xlabel="speed (px / frame)", ylabel="digit steps", title="Digit speed")
@@ -176,13 +182,25 @@ def figures(videos, motion, overlap, out, label, n_show=6):
     ax2.bar(edges[:-1], counts, width=edges[1] - edges[0], align="edge", color="C1")
     ax2.set_title("Direction of motion")
     ax3 = fig.add_subplot(1, 3, 3)
-    ax3.plot(t, 100 * overlap.mean(axis=0), marker="o", ms=3)
+    ax3.plot(np.arange(overlap.shape[1]), 100 * overlap.mean(axis=0), marker="o", ms=3)
     ax3.set(xlabel="frame index", ylabel="% of sequences", title="Digits overlapping", ylim=(0, 100))
     ax3.grid(alpha=0.3)
     fig.suptitle(f"Motion ({label})")
     fig.tight_layout()
-    paths.append(plots.save_figure(fig, os.path.join(out, "motion.png")))
-    return paths
+    return fig
+
+
+def figures(videos, motion, overlap, out, label, n_show=6):
+    """Draws every EDA figure into `out`; returns their paths."""
+    import plots
+
+    over_time, per_frame = intensity_figures(videos, label)
+    named = {"sample_sequences.png": samples_figure(videos, label, n_show),
+             "intensity_over_time.png": over_time, "intensity_per_frame.png": per_frame,
+             "pixel_histogram.png": pixels_figure(videos, label),
+             "mean_std_frames.png": mean_std_figure(videos, label),
+             "motion.png": motion_figure(motion, overlap, label)}
+    return [plots.save_figure(fig, os.path.join(out, name)) for name, fig in named.items()]
 
 
 def parse_args(argv=None):

@@ -226,38 +226,34 @@ class StepwiseUnsupported(Exception):
     """`_stepper` cannot run this network one frame at a time; callers use the re-run path."""
 
 
-def _stepper(net):
-    """A compiled function that runs `net` one frame at a time with explicit
-    ConvLSTM states and a buffer of the head's last `kernel_t` inputs:
-    (frames (N, T, H, W, ch), context, horizon) -> (next-frame forecasts
-    (N, T-1, ...), rollout (N, horizon, ...)); see `forecast`."""
-    fn = getattr(net, "_rollout_fn", None)
-    if fn is not None:
-        return fn
-    if keras.backend.backend() != "tensorflow":
-        raise StepwiseUnsupported("the stepwise pass is written in TensorFlow")
-    import tensorflow as tf
-
-    names = {l.name for l in net.layers}
+def _stepwise_layers(net) -> dict:
+    """The layers of a `build_model` network by role: "blocks" [(ConvLSTM2D, BN,
+    ReLU)], "head", and "s2d", "d2s", "skip" (or None). StepwiseUnsupported for a
+    network with any other layer, which the stepwise pass would silently skip."""
+    names = {layer.name for layer in net.layers}
     blocks, i = [], 0
     while f"block{i}_convlstm" in names:
         blocks.append(tuple(net.get_layer(f"block{i}_{part}") for part in ("convlstm", "bn", "relu")))
         i += 1
-    if "head" not in names:
-        raise StepwiseUnsupported("no head layer")
-    head = net.get_layer("head")
-    s2d = net.get_layer("space_to_depth") if "space_to_depth" in names else None
-    d2s = net.get_layer("depth_to_space") if "depth_to_space" in names else None
-    skip = net.get_layer("input_skip") if "input_skip" in names else None
-    kt = head.kernel_size[0]
-    known = {"frames", "space_to_depth", "depth_to_space", "input_skip", "head",
-             *(layer.name for block in blocks for layer in block)}
+    if "head" not in names or not blocks:
+        raise StepwiseUnsupported("no ConvLSTM blocks and head")
+    optional = {"s2d": "space_to_depth", "d2s": "depth_to_space", "skip": "input_skip"}
+    known = {"frames", "head", *optional.values(), *(layer.name for block in blocks for layer in block)}
     unknown = [layer.name for layer in net.layers if layer.name not in known]
-    if unknown:  # a layer this function would silently skip: use the re-run path instead
+    if unknown:
         raise StepwiseUnsupported(f"the stepwise pass does not handle layers {unknown}")
+    return {"blocks": blocks, "head": net.get_layer("head"),
+            **{k: net.get_layer(v) if v in names else None for k, v in optional.items()}}
+
+
+def _step_fn(parts: dict):
+    """One frame through the network: (frame (N, H, W, ch), ConvLSTM states, the
+    head's input buffer) -> (forecast (N, H, W, ch) float32, new states, new buffer)."""
+    import tensorflow as tf
+
+    blocks, head, s2d, d2s, skip = (parts[k] for k in ("blocks", "head", "s2d", "d2s", "skip"))
 
     def step(frame, states, buf):
-        """frame (N, H, W, ch) -> (forecast (N, H, W, ch), new states, new buffer)."""
         x = frame[:, None]
         if s2d is not None:
             x = s2d(x)
@@ -275,6 +271,26 @@ def _stepper(net):
         if d2s is not None:
             y = d2s(y)
         return tf.cast(y[:, 0], tf.float32), new_states, buf
+
+    return step
+
+
+def _stepper(net):
+    """A compiled function that runs `net` one frame at a time with explicit
+    ConvLSTM states and a buffer of the head's last `kernel_t` inputs:
+    (frames (N, T, H, W, ch), context, horizon) -> (next-frame forecasts
+    (N, T-1, ...), rollout (N, horizon, ...)); see `forecast`."""
+    fn = getattr(net, "_rollout_fn", None)
+    if fn is not None:
+        return fn
+    if keras.backend.backend() != "tensorflow":
+        raise StepwiseUnsupported("the stepwise pass is written in TensorFlow")
+    import tensorflow as tf
+
+    parts = _stepwise_layers(net)
+    blocks, s2d, skip = parts["blocks"], parts["s2d"], parts["skip"]
+    kt = parts["head"].kernel_size[0]
+    step = _step_fn(parts)
 
     @tf.function(reduce_retracing=True)
     def run(frames, context, horizon):

@@ -20,6 +20,9 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
 import runio  # noqa: E402
 from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
 from config import PRESETS, Config, preset_config  # noqa: E402
@@ -140,52 +143,50 @@ def run_steps(tr) -> int:
     return tr.total_steps or tr.epochs * tr.steps_per_epoch
 
 
-def make_forecaster(net, feedback_passes: int, context_frames: int, ramp_steps: int = 0,
-                    seed: int = 0):
-    """Wraps the network for training; with feedback passes, training calls feed
+class Forecaster(keras.Model):
+    """The network wrapped for training; with feedback passes, training calls feed
     the network its own forecasts after `context_frames` true frames. With
     `ramp_steps`, scheduled sampling: each fed frame is the forecast with
     probability min(1, step / ramp_steps) and the true frame otherwise, `step`
     counting training calls (a weight of the wrapper, so a resumed run goes on
     from where it stopped)."""
-    import keras
-    from keras import ops
 
-    class Forecaster(keras.Model):
-        def __init__(self):
-            super().__init__(name="forecaster")
-            self.net = net
-            if ramp_steps and feedback_passes:
-                self.steps_seen = self.add_weight(shape=(), initializer="zeros", trainable=False,
-                                                  name="steps_seen", aggregation="only_first_replica")
-                self.sampler = keras.random.SeedGenerator(seed)
+    def __init__(self, net, feedback_passes: int, context_frames: int, ramp_steps: int = 0, seed: int = 0):
+        super().__init__(name="forecaster")
+        self.net = net
+        self.feedback_passes, self.context_frames, self.ramp_steps = feedback_passes, context_frames, ramp_steps
+        if ramp_steps and feedback_passes:
+            self.steps_seen = self.add_weight(shape=(), initializer="zeros", trainable=False,
+                                              name="steps_seen", aggregation="only_first_replica")
+            self.sampler = keras.random.SeedGenerator(seed)
 
-        def call(self, x, training=False):
-            y = self.net(x, training=training)
-            if not (training and feedback_passes):
-                return y
-            k = context_frames
-            share = None
-            if ramp_steps:
-                self.steps_seen.assign_add(1.0)
-                share = ops.minimum(self.steps_seen / float(ramp_steps), 1.0)
-            for _ in range(feedback_passes):
-                fed = ops.cast(y[:, k - 1:-1], x.dtype)
-                if share is not None:
-                    shape = (ops.shape(fed)[0], ops.shape(fed)[1], 1, 1, 1)
-                    pick = keras.random.uniform(shape, seed=self.sampler) < share
-                    fed = ops.where(pick, fed, x[:, k:])
-                y = self.net(ops.concatenate([x[:, :k], fed], axis=1), training=training)
+    def call(self, x, training=False):
+        y = self.net(x, training=training)
+        if not (training and self.feedback_passes):
             return y
+        k = self.context_frames
+        share = None
+        if self.ramp_steps:
+            self.steps_seen.assign_add(1.0)
+            share = ops.minimum(self.steps_seen / float(self.ramp_steps), 1.0)
+        for _ in range(self.feedback_passes):
+            fed = ops.cast(y[:, k - 1:-1], x.dtype)
+            if share is not None:
+                shape = (ops.shape(fed)[0], ops.shape(fed)[1], 1, 1, 1)
+                pick = keras.random.uniform(shape, seed=self.sampler) < share
+                fed = ops.where(pick, fed, x[:, k:])
+            y = self.net(ops.concatenate([x[:, :k], fed], axis=1), training=training)
+        return y
 
-    return Forecaster()
+
+def make_forecaster(net, feedback_passes: int, context_frames: int, ramp_steps: int = 0, seed: int = 0):
+    """`Forecaster(...)`: see there."""
+    return Forecaster(net, feedback_passes, context_frames, ramp_steps, seed)
 
 
 def learning_rate(tr):
     """The optimizer's learning rate: a float for the plateau rule, a warm-up +
     cosine schedule (to 1% of `lr` at the run's last step) for "cosine"."""
-    import keras
-
     if tr.lr_schedule == "plateau":
         return tr.lr
     total = run_steps(tr)
@@ -210,61 +211,70 @@ def rollout_scores(net, frames, context: int) -> dict:
             "val_next_ssim": float(metrics.ssim(frames[:, 1:], nf).mean())}
 
 
+class RolloutValidation(keras.callbacks.Callback):
+    """Adds `rollout_scores` of `net` on the validation `frames` to each epoch's logs."""
+
+    def __init__(self, net, frames, context: int):
+        super().__init__()
+        self.net, self.frames, self.context = net, frames, context
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(rollout_scores(self.net, self.frames, self.context))
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the network (not the training wrapper) to OUT/model.keras when val_loss
+    improves, with its epoch's logs in OUT/best.json: written to a temporary file,
+    then renamed, so model.keras is never half-written. A resumed run starts from
+    the best.json it left."""
+
+    def __init__(self, net, out: str):
+        super().__init__()
+        self.net, self.out = net, out
+        self.path = os.path.join(out, "model.keras")
+        self.best_path = os.path.join(out, "best.json")
+        self.best = json.load(open(self.best_path))["val_loss"] if os.path.exists(self.best_path) else float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        v = (logs or {}).get("val_loss")
+        if v is None or not v < self.best:
+            return
+        self.best = float(v)
+        tmp = os.path.join(self.out, f".model.tmp{os.getpid()}.keras")
+        self.net.save(tmp)
+        os.replace(tmp, self.path)
+        runio.write_json({"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}, self.best_path)
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Adds `elapsed_min` (training wall time, summed over resumed runs: the last
+    value in OUT/log.csv is carried on) and the learning rate to the logs, and
+    stops after the first epoch that ends past `minutes` of this process (None: never)."""
+
+    def __init__(self, minutes: float | None, out: str):
+        super().__init__()
+        self.minutes, self.start, self.hit = minutes, time.time(), False
+        self.before = 0.0
+        log = os.path.join(out, "log.csv")
+        if os.path.exists(log) and os.path.getsize(log):
+            prev = runio.read_log(log).get("elapsed_min")
+            self.before = float(prev[-1]) if prev is not None and len(prev) else 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        minutes = (time.time() - self.start) / 60
+        if logs is not None:
+            logs["elapsed_min"] = self.before + minutes
+            logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate)))  # a schedule's value now
+        if self.minutes is not None and minutes > self.minutes:
+            self.hit = True
+            self.model.stop_training = True
+
+
 def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_frames=None):
-    import keras
-
-    class RolloutValidation(keras.callbacks.Callback):
-        """Adds `rollout_scores` on the validation frames to each epoch's logs."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            if logs is not None:
-                logs.update(rollout_scores(net, rollout_frames, tr.context_frames))
-
-    class BestCheckpoint(keras.callbacks.Callback):
-        """Saves the network (not the training wrapper) when val_loss improves:
-        written to a temporary file, then renamed, so model.keras is never half-written."""
-
-        def __init__(self):
-            super().__init__()
-            self.path = os.path.join(out, "model.keras")
-            self.best_path = os.path.join(out, "best.json")
-            self.best = json.load(open(self.best_path))["val_loss"] if os.path.exists(self.best_path) else float("inf")
-
-        def on_epoch_end(self, epoch, logs=None):
-            v = (logs or {}).get("val_loss")
-            if v is None or not v < self.best:
-                return
-            self.best = float(v)
-            tmp = os.path.join(out, f".model.tmp{os.getpid()}.keras")
-            net.save(tmp)
-            os.replace(tmp, self.path)
-
-            runio.write_json({"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}, self.best_path)
-
-    class TimeBudget(keras.callbacks.Callback):
-        """Adds `elapsed_min` (training wall time, summed over resumed runs) to the
-        logs and stops after the first epoch that ends past `minutes` of this process."""
-
-        def __init__(self, minutes):
-            super().__init__()
-            self.minutes, self.start, self.hit = minutes, time.time(), False
-            self.before = 0.0
-            log = os.path.join(out, "log.csv")
-            if os.path.exists(log) and os.path.getsize(log):
-                prev = runio.read_log(log).get("elapsed_min")
-                self.before = float(prev[-1]) if prev is not None and len(prev) else 0.0
-
-        def on_epoch_end(self, epoch, logs=None):
-            minutes = (time.time() - self.start) / 60
-            if logs is not None:
-                logs["elapsed_min"] = self.before + minutes
-                logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(
-                    self.model.optimizer.learning_rate)))  # a schedule's value now
-            if self.minutes is not None and minutes > self.minutes:
-                self.hit = True
-                self.model.stop_training = True
-
-    budget = TimeBudget(time_budget_min)
+    """The training callbacks in their order, and the TimeBudget among them."""
+    budget = TimeBudget(time_budget_min, out)
     cbs = [
         # double_checkpoint: a kill while the weights file is being written leaves it
         # truncated; Keras then resumes from the copy of the epoch before.
@@ -274,26 +284,38 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_fra
         budget,
     ]
     if rollout_frames is not None:
-        cbs.append(RolloutValidation())
+        cbs.append(RolloutValidation(net, rollout_frames, tr.context_frames))
     if tr.lr_schedule == "plateau":
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                      patience=max(1, tr.patience // 2), min_lr=1e-5))
-    cbs.append(BestCheckpoint())
+    cbs.append(BestCheckpoint(net, out))
     if tr.lr_schedule == "plateau":  # a sized schedule runs to its end
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=tr.patience))
     cbs.append(keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True))
     return cbs, budget
 
 
-def prepare_out(out: str, overwrite: bool) -> bool:
-    """Creates the run folder; True when resuming an interrupted run."""
-    output_dir(out)
+def run_state(out: str) -> str:
+    """What `out` holds: "new" (nothing yet, or a run killed before its first
+    epoch ended: an empty log and no model), "interrupted" (a resumable backup)
+    or "finished". Reads only."""
     if os.path.isdir(os.path.join(out, "backup")):
+        return "interrupted"
+    log = os.path.join(out, "log.csv")
+    logged = os.path.exists(log) and len(open(log).read().splitlines()) > 1  # a header and an epoch
+    return "finished" if logged or os.path.exists(os.path.join(out, "model.keras")) else "new"
+
+
+def prepare_out(out: str, overwrite: bool) -> bool:
+    """Makes the run folder ready (after every check has passed); True when
+    resuming an interrupted run. A finished run is replaced only with `overwrite`."""
+    state = run_state(out)
+    if state == "interrupted":
         return True
-    finished = [f for f in ("model.keras", "log.csv") if os.path.exists(os.path.join(out, f))]
-    if finished and not overwrite:
-        raise UserError(f"{out} already holds a run ({', '.join(finished)}); "
+    if state == "finished" and not overwrite:
+        raise UserError(f"{out} already holds a run (model.keras or log.csv); "
                         "pass --overwrite to replace it or --out NEW_FOLDER")
+    output_dir(out)
     for f in ("model.keras", "log.csv", "best.json"):
         if os.path.exists(os.path.join(out, f)):
             os.remove(os.path.join(out, f))
@@ -327,31 +349,81 @@ def write_curves(out: str):
     plots.training_curves(log, os.path.join(out, "training_curves.png"))
 
 
-def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=None, verbose=None,
-          init=None, strategy="none"):
-    """Trains `cfg` into the run folder `out`; returns the Keras History."""
-    import keras
+def note_cpu_speed(cfg: Config) -> None:
+    """Says what the reference model costs on a CPU when no GPU is found."""
+    if keras.backend.backend() != "tensorflow" or cfg.preset != "seed" or cfg.model.patch_size != 1:
+        return
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        tr = cfg.train
+        est = tr.steps_per_epoch * tr.batch_size / SEED_PRESET_SEQ_PER_S_CPU / 60
+        print(f"note: no GPU found; the seed preset trains at about {SEED_PRESET_SEQ_PER_S_CPU:g} "
+              f"sequence/s on a 2-core CPU (~{est:.0f} min per epoch); --preset cpu is the CPU-sized "
+              "model (space-to-depth patches + bf16). Carrying on.", flush=True)
+
+
+def compiled_model(cfg: Config, strat, loss, init_net=None, init_path: str = ""):
+    """(the network, its compiled training wrapper), built under `strat`; with
+    `init_net`, its weights are copied in (fine-tuning)."""
     import numpy as np
 
-    import data
-    import distribute
-    import losses
     import metrics
     from model import build_model
 
     tr = cfg.train
-    tensorflow = keras.backend.backend() == "tensorflow"
-    if tensorflow and cfg.preset == "seed" and cfg.model.patch_size == 1:
-        import tensorflow as tf
+    keras.utils.set_random_seed(tr.seed)
+    with strat.scope():
+        net = build_model(cfg.model)
+        ramp = run_steps(tr) if tr.feedback_ramp else 0
+        model = make_forecaster(net, tr.feedback_passes, tr.context_frames, ramp, tr.seed)
+        size, ch = cfg.model.frame_size, cfg.model.channels
+        model(np.zeros((1, 2, size, size, ch), np.float32))  # build (BackupAndRestore needs it)
+        if init_net is not None:
+            try:
+                net.set_weights(init_net.get_weights())
+            except ValueError as e:
+                raise UserError(f"--init {init_path}: not the same architecture as this config ({e})") from None
+        jit = {"auto": "auto", "true": True, "false": False}[str(tr.jit_compile).lower()]
+        model.compile(optimizer=keras.optimizers.Adam(learning_rate(tr)), loss=loss, jit_compile=jit,
+                      metrics=["mae", metrics.PSNR(), metrics.SSIM(), metrics.PixelAccuracy()])
+    return net, model
 
-        if not tf.config.list_physical_devices("GPU"):
-            est = tr.steps_per_epoch * tr.batch_size / SEED_PRESET_SEQ_PER_S_CPU / 60
-            print(f"note: no GPU found; the seed preset trains at about {SEED_PRESET_SEQ_PER_S_CPU:g} "
-                  f"sequence/s on a 2-core CPU (~{est:.0f} min per epoch); --preset cpu is the CPU-sized "
-                  "model (space-to-depth patches + bf16). Carrying on.", flush=True)
+
+def data_streams(cfg: Config, train_digits, val_digits, global_batch: int, worker: int, start: int):
+    """(training stream from step `start`, validation data, rollout-validation frames or None)."""
+    import data
+
+    tr = cfg.train
+    val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)
+    if keras.backend.backend() == "tensorflow":
+        train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
+                                      worker, start)
+        val_ds = data.fixed_dataset(val, global_batch)
+    else:  # no tf.data: a NumPy stream and arrays (strategies are TensorFlow's)
+        train_ds = data.train_batches(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
+                                      worker, start)
+        v = data.to_float(val)
+        val_ds = (v[:, :-1], v[:, 1:])
+    rollout = data.to_float(val[:tr.val_rollout_sequences]) if tr.val_rollout_sequences else None
+    return train_ds, val_ds, rollout
+
+
+def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=None, verbose=None,
+          init=None, strategy="none"):
+    """Trains `cfg` into the run folder `out`; returns the Keras History.
+
+    Every check (data, checkpoint to start from and its architecture, output
+    folder) runs before anything in `out` is removed or written."""
+    import data
+    import distribute
+    import losses
+    from model import load_predictor
+
+    tr = cfg.train
+    note_cpu_speed(cfg)
     # The strategy first: MultiWorkerMirroredStrategy must exist before any other
-    # TensorFlow work (the perceptual term builds VGG16). Then everything that can
-    # fail fast does so before any training work.
+    # TensorFlow work (the perceptual term builds VGG16).
     strat = strategy if not isinstance(strategy, str) else distribute.make_strategy(strategy)
     loss = losses.CompositeLoss(tr.bce_weight, tr.perceptual_weight, tr.gdl_weight,
                                 perceptual_weights=tr.perceptual_weights,
@@ -361,63 +433,40 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     val_digits = data.load_mnist_digits(mnist, "val")
     worker, _ = distribute.worker_info(strat)
     out = distribute.chief_out(out, strat)
-    resuming = prepare_out(out, overwrite)
+    output_dir(out, create=False)
+    resuming = run_state(out) == "interrupted"
+    init_net = load_predictor(init) if init and not resuming else None
+    net, model = compiled_model(cfg, strat, loss, init_net, init)
+    prepare_out(out, overwrite)
     cfg.save(os.path.join(out, "config.json"))
-
-    keras.utils.set_random_seed(tr.seed)
-    with strat.scope():
-        net = build_model(cfg.model)
-        ramp = run_steps(tr) if tr.feedback_ramp else 0
-        model = make_forecaster(net, tr.feedback_passes, tr.context_frames, ramp, tr.seed)
-        size, ch = cfg.model.frame_size, cfg.model.channels
-        model(np.zeros((1, 2, size, size, ch), np.float32))  # build (BackupAndRestore needs it)
-        if init and not resuming:
-            from model import load_predictor
-
-            src = load_predictor(init)
-            try:
-                net.set_weights(src.get_weights())
-            except ValueError as e:
-                raise UserError(f"--init {init}: not the same architecture as this config ({e})") from None
-        jit = {"auto": "auto", "true": True, "false": False}[str(tr.jit_compile).lower()]
-        model.compile(optimizer=keras.optimizers.Adam(learning_rate(tr)), loss=loss, jit_compile=jit,
-                      metrics=["mae", metrics.PSNR(), metrics.SSIM(), metrics.PixelAccuracy()])
     global_batch = distribute.global_batch(strat, tr.batch_size)
-    epochs = -(-run_steps(tr) // tr.steps_per_epoch) if tr.total_steps else tr.epochs
     start = completed_epochs(out) * tr.steps_per_epoch  # the data stream goes on where it stopped
-    val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)
-    if tensorflow:
-        train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
-                                      worker, start)
-        val_ds = data.fixed_dataset(val, global_batch)
-    else:  # no tf.data: a NumPy stream and arrays (strategies are TensorFlow's)
-        train_ds = data.train_batches(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
-                                      worker, start)
-        v = data.to_float(val)
-        val_ds = (v[:, :-1], v[:, 1:])
-    rollout_frames = data.to_float(val[:tr.val_rollout_sequences]) \
-        if tr.val_rollout_sequences else None
+    train_ds, val_ds, rollout_frames = data_streams(cfg, train_digits, val_digits, global_batch, worker, start)
     callbacks, budget = make_callbacks(net, out, tr, time_budget_min, rollout_frames)
     if resuming:
         print(f"resuming the interrupted run in {out} (data stream from step {start})", flush=True)
-    if verbose is None:
-        verbose = 1 if sys.stdout.isatty() else 2
     t0 = time.time()
-    history = model.fit(train_ds, epochs=epochs, steps_per_epoch=tr.steps_per_epoch,
-                        validation_data=val_ds, validation_batch_size=None if tensorflow else global_batch,
-                        callbacks=callbacks, verbose=verbose)
-    elapsed = time.time() - t0
-    if not budget.hit:  # finished (epochs done or early stop): nothing left to resume
+    history = model.fit(train_ds, epochs=-(-run_steps(tr) // tr.steps_per_epoch) if tr.total_steps else tr.epochs,
+                        steps_per_epoch=tr.steps_per_epoch, validation_data=val_ds,
+                        validation_batch_size=None if keras.backend.backend() == "tensorflow" else global_batch,
+                        callbacks=callbacks, verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose)
+    finish_run(out, history, budget, time.time() - t0, tr.steps_per_epoch * global_batch)
+    return history
+
+
+def finish_run(out: str, history, budget, seconds: float, seqs_per_epoch: int) -> None:
+    """Drops the backup of a run that ended (epochs done or early stop), draws the
+    curves, and says what was trained."""
+    if not budget.hit:  # nothing left to resume
         shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)
     if os.path.exists(os.path.join(out, "log.csv")):
         write_curves(out)
     if not os.path.exists(os.path.join(out, "model.keras")):
         raise UserError("training produced no checkpoint (validation loss never finite)")
-    seqs = len(history.epoch) * tr.steps_per_epoch * global_batch
-    print(f"trained {len(history.epoch)} epochs ({seqs} sequences) in {elapsed / 60:.1f} min; "
+    n = len(history.epoch)
+    print(f"trained {n} epoch{'s' if n != 1 else ''} ({n * seqs_per_epoch} sequences) in {seconds / 60:.1f} min; "
           f"best model: {os.path.join(out, 'model.keras')}"
           + (" (time budget reached: run again to resume)" if budget.hit else ""), flush=True)
-    return history
 
 
 def main(argv=None) -> int:

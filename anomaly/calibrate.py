@@ -23,7 +23,6 @@ import argparse  # noqa: E402
 import numpy as np  # noqa: E402
 
 from cli import CliParser, run_cli  # noqa: E402
-import runio  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -37,22 +36,22 @@ def main(argv=None) -> int:
     p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
     args = p.parse_args(argv)
     def run():
+        import dataclasses
+
         from anomaly.detector import META, Detector, apply_overrides, percentile_threshold
         from anomaly.video import expand_videos, read_video
 
         det = apply_overrides(Detector.load(args.model), args)
-        meta = det.metas[0]
-        meta.setdefault("train_stride", meta["stride"])  # detectors saved before the field
-        meta.update(score=det.score, smooth=det.smooth, border=det.border, stride=det.stride)
-        pct = args.percentile if args.percentile is not None else meta["percentile"]
+        pct = args.percentile if args.percentile is not None else det.configs[0].percentile
         videos = expand_videos(args.videos)
         scores = np.concatenate([det.score_frames(read_video(v)) for v in videos])
-        meta["threshold"] = percentile_threshold(scores, pct)
-        meta["percentile"] = pct
-        meta["calibrated_on"] = videos
-        runio.write_json(meta, os.path.join(args.model, META))
-        print(f"threshold {meta['threshold']:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
-              f"frame scores ({meta.get('score', 'mean')})")
+        old = det.configs[0]
+        new = dataclasses.replace(old, threshold=percentile_threshold(scores, pct), percentile=pct,
+                                  calibrated_on=videos, score=det.score, smooth=det.smooth, border=det.border,
+                                  stride=det.stride, train_stride=old.train_stride or old.stride)
+        new.save(os.path.join(args.model, META))
+        print(f"threshold {new.threshold:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
+              f"frame scores ({new.score})")
     return run_cli(run)
 
 

@@ -21,14 +21,13 @@ A detector with objective "motion" scores each frame with the motion model of
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
 
-from anomaly.features import FeatureConfig, FeatureExtractor, Normalizer, stack_features
+from anomaly.config import SCORES, DetectorConfig
+from anomaly.features import FeatureExtractor, Normalizer, stack_features
 from cli import InputError
-import runio
 
 META = "detector.json"
 MODEL = "ae.keras"
@@ -46,7 +45,6 @@ def windows(feats: np.ndarray, window: int, stride: int) -> np.ndarray:
     return np.stack([feats[s:s + window] for s in starts])
 
 
-SCORES = ("mean", "local")
 
 
 def check_border(border: int, size: int, name: str = "border") -> None:
@@ -115,38 +113,34 @@ def percentile_threshold(errors, percentile: float) -> float:
 
 
 class Detector:
-    """One autoencoder, or several averaged (an ensemble), plus what scoring needs.
+    """One network, or several averaged (an ensemble), plus what scoring needs.
 
     Args:
-        models: keras autoencoders.
-        meta: dict with feature config, normaliser, window, stride, threshold, ...
-            (one per model; their features and windows must agree).
+        models: keras networks (autoencoders, or motion models).
+        configs: one `DetectorConfig` (or its dict) per model; their objective,
+            features and window must agree.
+        detector: a person detector for the keypoints density (see features).
     """
 
-    def __init__(self, models, metas, detector=None):
-        self.models, self.metas = list(models), list(metas)
-        m0 = self.metas[0]
-        for m in self.metas[1:]:
-            if m["features"] != m0["features"] or m["window"] != m0["window"]:
-                raise InputError("ensemble members must share features and window")
-        if any(m.get("objective", "reconstruct") != m0.get("objective", "reconstruct") for m in self.metas):
-            raise InputError("ensemble members must share their objective (reconstruct or motion)")
-        self.objective = m0.get("objective", "reconstruct")
-        self.feature_cfg = FeatureConfig(**m0["features"])
-        self.normalizers = [Normalizer(**m["normalizer"]) for m in self.metas]
+    def __init__(self, models, configs, detector=None):
+        self.models = list(models)
+        self.configs = [c if isinstance(c, DetectorConfig) else DetectorConfig.from_dict(c) for c in configs]
+        c0 = self.configs[0]
+        for c in self.configs[1:]:
+            if c.features != c0.features or c.window != c0.window or c.objective != c0.objective:
+                raise InputError("ensemble members must share their objective, features and window")
+        self.objective = c0.objective
+        self.feature_cfg = c0.features
+        self.normalizers = [Normalizer(**c.normalizer) for c in self.configs]
         if self.objective == "motion":
-            from anomaly.model import MotionConfig
-
-            self.motion_cfgs = [MotionConfig.from_dict(m["motion"]) for m in self.metas]
-            self.scales = [m["scales"] for m in self.metas]
-        elif self.objective != "reconstruct":
-            raise InputError(f"objective must be reconstruct or motion, got {self.objective!r}")
-        self.window = int(m0["window"])
-        self.stride = int(m0.get("stride", 1))
-        self.threshold = float(np.mean([m["threshold"] for m in self.metas]))
-        self.score = m0.get("score", "mean")
-        self.smooth = int(m0.get("smooth", 1))
-        self.border = int(m0.get("border", 0))
+            self.motion_cfgs = [c.motion for c in self.configs]
+            self.scales = [c.scales for c in self.configs]
+        self.window = c0.window
+        self.stride = c0.stride
+        self.threshold = float(np.mean([c.threshold for c in self.configs]))
+        self.score = c0.score
+        self.smooth = c0.smooth
+        self.border = c0.border
         self._detector = detector
         self._fns = []
         self.reset()
@@ -161,25 +155,28 @@ class Detector:
         import model  # noqa: F401  (registers the shared layers)
 
         paths = [paths] if isinstance(paths, str) else list(paths)
-        models, metas = [], []
+        models, configs = [], []
         for p in paths:
             mp, jp = os.path.join(p, MODEL), os.path.join(p, META)
             if not (os.path.isfile(mp) and os.path.isfile(jp)):
                 raise InputError(f"{p}: not a detector folder (needs {MODEL} and {META}; "
                                  "train one with python -m anomaly.train)")
-            with open(jp) as f:
-                metas.append(json.load(f))
-            models.append(keras.saving.load_model(mp, compile=False, safe_mode=True))
-        return cls(models, metas, detector)
+            configs.append(DetectorConfig.load(jp))
+            try:
+                models.append(keras.saving.load_model(mp, compile=False, safe_mode=True))
+            except Exception as e:  # whatever Keras raises for a file that is not a model
+                raise InputError(f"{mp}: cannot load it as a Keras model ({str(e)[:200]})") from None
+        return cls(models, configs, detector)
 
     @staticmethod
-    def save(folder: str, ae, meta: dict) -> None:
+    def save(folder: str, net, config) -> None:
+        """Writes `net` (MODEL) and its config (META, a DetectorConfig or its dict) into `folder`."""
+        cfg = config if isinstance(config, DetectorConfig) else DetectorConfig.from_dict(config)
         os.makedirs(folder, exist_ok=True)
         tmp = os.path.join(folder, f".ae.tmp{os.getpid()}.keras")
-        ae.save(tmp)
+        net.save(tmp)
         os.replace(tmp, os.path.join(folder, MODEL))
-
-        runio.write_json(meta, os.path.join(folder, META))
+        cfg.save(os.path.join(folder, META))
 
     # --------------------------------------------------------------- scoring
     def _predict(self, i, x):
@@ -259,7 +256,7 @@ class Detector:
     def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
         """Precomputed features of the next frame: flow (S, S, 2), heatmap (S, S).
         Returns None until a window is full, then (is_anomaly, error)."""
-        s = self.feature_cfg.image_size
+        s = self.feature_cfg.frame_size
         flow, heatmap = np.asarray(flow, np.float32), np.asarray(heatmap, np.float32)
         if flow.shape != (s, s, 2) or heatmap.shape != (s, s):
             raise ValueError(f"flow must be ({s}, {s}, 2) and heatmap ({s}, {s}); "
@@ -299,7 +296,7 @@ def apply_overrides(det, args):
         det.score = args.score
     border = getattr(args, "border", None)
     if border is not None:
-        check_border(border, det.feature_cfg.image_size, "--border")
+        check_border(border, det.feature_cfg.frame_size, "--border")
         if det.objective == "motion" and border != det.motion_cfgs[0].border:
             raise InputError(f"--border {border}: a motion detector's cells are fixed when it is trained "
                              f"(border {det.motion_cfgs[0].border})")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -80,75 +81,117 @@ def kind_groups(kinds: list) -> dict:
     return groups
 
 
+class ScoredClip(NamedTuple):
+    """kind; scores {method: (F,)} and labels (F,) of the F frames every method
+    scores (those from the first full window on); the model's scores and the
+    labels of every frame (T,), for the plot; the clip's summary for metrics.json."""
+
+    kind: str
+    scores: dict
+    labels: np.ndarray
+    model_all: np.ndarray
+    labels_all: np.ndarray
+    summary: dict
+
+
+def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
+    """One labelled clip scored by the detector and every baseline, each with the
+    detector's temporal smoothing."""
+    from anomaly.detector import causal_max, reduce_error_map
+    from anomaly.video import read_labels, read_video
+
+    stem = os.path.splitext(os.path.basename(path))[0]
+    lp = os.path.join(labels_dir or os.path.dirname(path), stem + ".labels.txt")
+    if not os.path.isfile(lp):
+        raise UserError(f"{path}: no labels file {lp} (one 0/1 per frame)")
+    labels = read_labels(lp)
+    raw = det.features(read_video(path))
+    if len(labels) != len(raw):
+        raise UserError(f"{lp}: {len(labels)} labels for {len(raw)} frames")
+    s = det.score_features(raw)
+    speed = flow_speed(raw)
+    scores = {"model": s,
+              "baseline_mean_flow_magnitude": causal_max(reduce_error_map(speed, "mean"), det.smooth),
+              "baseline_flow_magnitude_as_model": causal_max(reduce_error_map(speed, det.score, det.border), det.smooth)}
+    if location is not None:  # under both reductions: the model's, and the other (it may suit the baseline)
+        for how in (det.score, other_reduction(det.score)):
+            key = "baseline_per_location" + ("" if how == det.score else f"_{how}")
+            scores[key] = causal_max(location.frame_scores(raw, how), det.smooth)
+    keep = np.isfinite(s)
+    summary = {"frames": len(raw), "anomalous": int(labels.sum()), "flagged": int(np.sum(s[keep] > det.threshold))}
+    return ScoredClip(clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep], s, labels, summary)
+
+
+def other_reduction(how: str) -> str:
+    return "mean" if how == "local" else "local"
+
+
+def per_group_reports(clips: list, methods) -> dict:
+    """{group: {method: scoring.report}} for every group of `kind_groups` that has
+    both normal and anomalous frames; clips are `ScoredClip`s."""
+    from anomaly import scoring
+
+    out = {}
+    for group, kinds in kind_groups([c.kind for c in clips]).items():
+        sel = [c for c in clips if c.kind in kinds]
+        y = np.concatenate([c.labels for c in sel])
+        if y.all() or not y.any():
+            continue
+        out[group] = {m: scoring.report(np.concatenate([c.scores[m] for c in sel]), y) for m in methods}
+    return out
+
+
+def evaluate(args) -> dict:
+    """Scores every clip of `args.videos`, writes OUT/metrics.json, OUT/roc.png and one
+    score plot per clip; returns the metrics."""
+    import plots
+    from anomaly.detector import Detector, apply_overrides
+    from anomaly.location import LocationModel
+    from anomaly.video import expand_videos, read_video
+
+    det = apply_overrides(Detector.load(args.model), args)
+    paths = expand_videos(args.videos)
+    location = None
+    if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
+        location = LocationModel(border=det.border).fit(
+            [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
+    output_dir(args.out)
+    methods = {"model": "motion model" if det.objective == "motion" else "ConvLSTM AE",
+               "baseline_mean_flow_magnitude": "mean flow magnitude",
+               "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}
+    if location is not None:
+        methods["baseline_per_location"] = f"per-location motion model ({det.score})"
+        methods[f"baseline_per_location_{other_reduction(det.score)}"] = \
+            f"per-location motion model ({other_reduction(det.score)})"
+    clips, per_video = [], {}
+    for p in paths:
+        c = score_clip(det, p, args.labels, location)
+        stem = os.path.splitext(os.path.basename(p))[0]
+        clips.append(c)
+        per_video[stem] = c.summary
+        plots.anomaly_scores(os.path.join(args.out, f"scores_{stem}.png"), c.model_all, det.threshold,
+                             c.labels_all, stem)
+    per_kind = per_group_reports(clips, methods)
+    s = np.concatenate([c.scores["model"] for c in clips])
+    y = np.concatenate([c.labels for c in clips])
+    res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score,
+           "smooth": det.smooth, "border": det.border, **per_kind.get("all", {}),
+           "per_kind": per_kind, "normal_videos": args.normal_videos,
+           "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
+                            "fpr": float(np.mean(s[y == 0] > det.threshold))},
+           "per_video": per_video, "models": args.model}
+    plots.roc_figure({label: np.concatenate([c.scores[m] for c in clips]) for m, label in methods.items()}, y,
+                     os.path.join(args.out, "roc.png"))
+    runio.write_json(res, os.path.join(args.out, "metrics.json"))
+    print(f"{'ROC-AUC (pooled with the normal clips)':40s}" + "".join(f"{m[:22]:>24s}" for m in methods))
+    for group, rep in per_kind.items():
+        print(f"{group:40s}" + "".join(f"{rep[m]['roc_auc']:24.3f}" for m in methods))
+    return res
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-
-    def run():
-        import plots
-        from anomaly import scoring
-        from anomaly.detector import Detector, apply_overrides, causal_max, reduce_error_map
-        from anomaly.location import LocationModel
-        from anomaly.video import expand_videos, read_labels, read_video
-
-        det = apply_overrides(Detector.load(args.model), args)
-        paths = expand_videos(args.videos)
-        location = None
-        if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
-            location = LocationModel(border=det.border).fit(
-                [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
-        output_dir(args.out)
-        methods = {"model": "motion model" if det.objective == "motion" else "ConvLSTM AE", "baseline_mean_flow_magnitude": "mean flow magnitude",
-                   "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}
-        other = "mean" if det.score == "local" else "local"
-        if location is not None:  # under both reductions: the model's, and the other (it may suit the baseline)
-            methods["baseline_per_location"] = f"per-location motion model ({det.score})"
-            methods[f"baseline_per_location_{other}"] = f"per-location motion model ({other})"
-        clips, per_video = [], {}
-        for p in paths:
-            stem = os.path.splitext(os.path.basename(p))[0]
-            lp = os.path.join(args.labels or os.path.dirname(p), stem + ".labels.txt")
-            if not os.path.isfile(lp):
-                raise UserError(f"{p}: no labels file {lp} (one 0/1 per frame)")
-            labels = read_labels(lp)
-            raw = det.features(read_video(p))
-            if len(labels) != len(raw):
-                raise UserError(f"{lp}: {len(labels)} labels for {len(raw)} frames")
-            s = det.score_features(raw)
-            speed = flow_speed(raw)  # every baseline gets the model's temporal smoothing
-            scores = {"model": s,
-                      "baseline_mean_flow_magnitude": causal_max(reduce_error_map(speed, "mean"), det.smooth),
-                      "baseline_flow_magnitude_as_model":
-                          causal_max(reduce_error_map(speed, det.score, det.border), det.smooth)}
-            if location is not None:
-                scores["baseline_per_location"] = causal_max(location.frame_scores(raw, det.score), det.smooth)
-                scores[f"baseline_per_location_{other}"] = causal_max(location.frame_scores(raw, other), det.smooth)
-            keep = np.isfinite(s)  # frames before the first full window: left out for all
-            clips.append((clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep]))
-            per_video[stem] = {"frames": len(raw), "anomalous": int(labels.sum()),
-                               "flagged": int(np.sum(s[keep] > det.threshold))}
-            plots.anomaly_scores(os.path.join(args.out, f"scores_{stem}.png"), s, det.threshold, labels, stem)
-        per_kind = {}
-        for group, kinds in kind_groups([c[0] for c in clips]).items():
-            sel = [c for c in clips if c[0] in kinds]
-            y = np.concatenate([c[2] for c in sel])
-            if y.all() or not y.any():
-                continue
-            per_kind[group] = {m: scoring.report(np.concatenate([c[1][m] for c in sel]), y) for m in methods}
-        s = np.concatenate([c[1]["model"] for c in clips])
-        y = np.concatenate([c[2] for c in clips])
-        res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score,
-               "smooth": det.smooth, "border": det.border, **per_kind.get("all", {}),
-               "per_kind": per_kind, "normal_videos": args.normal_videos,
-               "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
-                                "fpr": float(np.mean(s[y == 0] > det.threshold))},
-               "per_video": per_video, "models": args.model}
-        plots.roc_figure({label: np.concatenate([c[1][m] for c in clips]) for m, label in methods.items()}, y,
-                         os.path.join(args.out, "roc.png"))
-        runio.write_json(res, os.path.join(args.out, "metrics.json"))
-        print(f"{'ROC-AUC (pooled with the normal clips)':40s}" + "".join(f"{m[:22]:>24s}" for m in methods))
-        for group, rep in per_kind.items():
-            print(f"{group:40s}" + "".join(f"{rep[m]['roc_auc']:24.3f}" for m in methods))
-    return run_cli(run)
+    return run_cli(lambda: evaluate(args))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from cli import InputError
 
 @dataclass
 class FeatureConfig:
-    """image_size: working size S; flow: "farneback" or "dis"; density: "mog2"
+    """frame_size: working size S; flow: "farneback" or "dis"; density: "mog2"
     (background subtraction) or "keypoints" (a detector adapter); blur: Gaussian
     sigma of the density heatmap in pixels at size S; mog2_history and
     mog2_learning_rate: MOG2's background model (learning rate -1: OpenCV's
@@ -29,7 +29,7 @@ class FeatureConfig:
     pixels per frame at size S): near zero where people walk, large where a
     crowd stands (0 = off)."""
 
-    image_size: int = 64
+    frame_size: int = 64
     flow: str = "farneback"
     density: str = "mog2"
     blur: float = 2.0
@@ -95,7 +95,7 @@ class KeypointDensity:
     def heatmap(self, points: np.ndarray, frame_hw: tuple[int, int]) -> np.ndarray:
         import cv2
 
-        s = self.cfg.image_size
+        s = self.cfg.frame_size
         out = np.zeros((s, s), np.float32)
         pts = np.asarray(points, np.float32).reshape(-1, np.asarray(points).shape[-1] if len(points) else 2)
         if len(pts) == 0:
@@ -160,7 +160,7 @@ class FeatureExtractor:
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
-        s = self.cfg.image_size
+        s = self.cfg.frame_size
         gray = _gray(frame, s)
         fl = np.zeros((s, s, 2), np.float32) if self.prev is None else self.flow(self.prev, gray)
         self.prev = gray

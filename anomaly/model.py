@@ -17,7 +17,7 @@ from model import DepthToSpace, SpaceToDepth, convlstm_block, dtype_policy
 class AEConfig:
     """encoder / decoder: ConvLSTM filters per layer (the output layer maps the
     last decoder layer back to the 3 feature channels); kernel: ConvLSTM kernel;
-    patch: space-to-depth factor; window: frames per window; image_size: S;
+    patch_size: space-to-depth factor; window: frames per window; frame_size: S;
     coords: the input also carries two coordinate channels (x and y in [-1, 1]),
     so the convolutions, translation-equivariant otherwise, can learn what is
     normal *where* (which way a lane walks)."""
@@ -25,9 +25,9 @@ class AEConfig:
     encoder: tuple = (32, 64, 32)
     decoder: tuple = (64, 32)
     kernel: int = 3
-    patch: int = 2
+    patch_size: int = 2
     window: int = 16
-    image_size: int = 64
+    frame_size: int = 64
     channels: int = 3
     precision: str = "float32"
     bn_momentum: float = 0.9  # a few hundred steps of training: moving stats must keep up
@@ -65,16 +65,16 @@ AE_PRESETS = {
     # the issue's default widths: encoder 3->32->64->32, decoder 32->64->32->3
     "strong": AEConfig(),
     # real time on a CPU: narrower layers on 4x4 patches
-    "light": AEConfig(encoder=(16, 32, 16), decoder=(32, 16), patch=4),
+    "light": AEConfig(encoder=(16, 32, 16), decoder=(32, 16), patch_size=4),
 }
 
 
 def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
     """(N, T, S, S, C) normalised features -> their reconstruction, same shape."""
     cfg = cfg or AEConfig()
-    p, s, c = cfg.patch, cfg.image_size, cfg.channels
+    p, s, c = cfg.patch_size, cfg.frame_size, cfg.channels
     if p < 1 or s % p:
-        raise InputError(f"patch {p} must divide image_size {s}")
+        raise InputError(f"patch_size {p} must divide frame_size {s}")
     policy = dtype_policy(cfg.precision)
     inp = keras.Input((None, s, s, c), name="features")
     x = CoordChannels(name="coords")(inp) if cfg.coords else inp
@@ -95,7 +95,7 @@ class MotionConfig:
 
     widths: Conv2D filters (kernel x kernel, ReLU) at pixel resolution;
     cell_widths: 3x3 Conv2D filters after averaging each cell (the model sees
-    its neighbourhood); image_size S and border b: the cells are the detector's
+    its neighbourhood); frame_size S and border b: the cells are the detector's
     grid (`detector.cell_grid`: S // 8 pixels, inside the border); directions,
     speed_edges, occupied: the motion bins (`anomaly.location.LocationModel`);
     speed_scale: the speed head predicts the cell's mean flow speed divided by
@@ -106,7 +106,7 @@ class MotionConfig:
     widths: tuple = (16, 32)
     cell_widths: tuple = (64,)
     kernel: int = 3
-    image_size: int = 64
+    frame_size: int = 64
     border: int = 4
     directions: int = 8
     speed_edges: tuple = (0.1, 0.4, 1.0)
@@ -116,12 +116,12 @@ class MotionConfig:
 
     @property
     def cell(self) -> int:
-        return max(1, self.image_size // 8)
+        return max(1, self.frame_size // 8)
 
     @property
     def grid(self) -> int:
         """Cells per side."""
-        return (self.image_size - 2 * self.border) // self.cell
+        return (self.frame_size - 2 * self.border) // self.cell
 
     @property
     def bins(self) -> int:
@@ -143,7 +143,7 @@ def build_motion_model(cfg: MotionConfig | None = None) -> keras.Model:
     per cell of the detector's grid, the motion-bin logits and the mean flow
     speed / `speed_scale`. Sees one frame, never the flow."""
     cfg = cfg or MotionConfig()
-    s, b, n, c = cfg.image_size, cfg.border, cfg.grid, cfg.cell
+    s, b, n, c = cfg.frame_size, cfg.border, cfg.grid, cfg.cell
     if n < 1:
         raise InputError(f"border {b} leaves no cell of {c} pixels in a {s}x{s} frame")
     inp = keras.Input((s, s, 1), name="density")

@@ -55,14 +55,59 @@ def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = N
             (the top half walks right, the bottom half left: a place where
             direction depends on position).
     """
-    import cv2
-
     if anomaly is not None and anomaly not in KINDS[1:]:
         raise ValueError(f"anomaly must be one of {KINDS[1:]} or None, got {anomaly!r}")
     if layout not in ("mixed", "lanes"):
         raise ValueError(f"layout must be 'mixed' or 'lanes', got {layout!r}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # every draw below in a fixed order: clips are reproducible
     floor = _floor(rng, size)
+    c = _crowd(rng, size, layout)
+    labels = np.zeros(frames, np.uint8)
+    if anomaly is not None:
+        onset = int(onset if onset is not None else rng.integers(frames // 3, frames // 2))
+    centre = rng.uniform(size * 0.3, size * 0.7, 2)
+    runner = None
+    path = np.zeros((frames, c["n"], 2))
+    out = np.empty((frames, size, size, 3), np.uint8)
+    for t in range(frames):
+        panic = anomaly == "panic" and t >= onset
+        if anomaly in PATTERN_KINDS and t == onset:
+            c["base"], c["heading"], c["held"], c["goal"], c["actors"] = _pattern_onset(
+                anomaly, rng, c["pos"], c["base"], c["heading"], size, centre)
+            if c["lane"] is not None and anomaly != "wrong_way":  # wrong-way walkers keep their lane
+                c["lane"][c["actors"]] = -1
+        _walk(c, rng, size, panic, centre, anomaly, t - onset if onset is not None else 0)
+        path[t] = c["pos"]
+        if anomaly == "runner" and t == onset:
+            y0 = rng.uniform(size * 0.2, size * 0.8)
+            if layout == "lanes":  # against the lane it runs in
+                y0 = rng.uniform(size * 0.2, size * 0.45)
+            # enters at the right edge and runs leftwards, against the rightward stream
+            runner = {"pos": np.array([size + 4.0, y0]), "v": np.array([-4.0, rng.normal(0, 0.3)])}
+        img = _draw(floor, rng, c, t, size)
+        if runner is not None:
+            runner["pos"] = runner["pos"] + runner["v"]
+            if -6 < runner["pos"][0] < size + 6:
+                labels[t] = 1
+                _person(img, *runner["pos"], (30, 30, 30))
+        if anomaly in PATTERN_KINDS and t >= onset:
+            labels[t] = 1
+        if panic:
+            labels[t] = 1
+            pos = c["pos"]
+            visible = np.sum((pos[:, 0] > 0) & (pos[:, 0] < size) & (pos[:, 1] > 0) & (pos[:, 1] < size))
+            if visible < 3:  # the crowd has left: the clip ends with the panic
+                out, labels, path = out[:t], labels[:t], path[:t]
+                break
+        out[t] = np.clip(img, 0, 255).astype(np.uint8)
+    if tracks:
+        return out, labels, {"pos": path, "actors": c["actors"], "onset": onset}
+    return out, labels
+
+
+def _crowd(rng, size: int, layout: str) -> dict:
+    """The people of a clip at its start: positions, streams and lanes, headings,
+    speeds, walking-bob phases and colours."""
     n = int(rng.integers(15, 31))
     pos = rng.uniform(0, size, (n, 2))                       # (x, y)
     stream = rng.integers(0, 2, n)                           # 0: rightwards, 1: leftwards
@@ -72,78 +117,57 @@ def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = N
     base = rng.normal(0, 0.25, n) * (0.4 if layout == "lanes" else 1.0) + np.pi * stream
     heading = base + rng.normal(0, 0.1, n)
     speed = rng.uniform(0.6, 1.3, n)
-    speed_cap = speed * 3.5
-    phase = rng.uniform(0, 2 * np.pi, n)
-    colors = rng.uniform(20, 90, (n, 3))
-    labels = np.zeros(frames, np.uint8)
-    if anomaly is not None:
-        onset = int(onset if onset is not None else rng.integers(frames // 3, frames // 2))
-    centre = rng.uniform(size * 0.3, size * 0.7, 2)
-    runner = None
-    held = np.zeros(n, bool)       # stop / gathering: people who no longer walk freely
-    goal = None                    # gathering: each gatherer's spot
-    actors = np.zeros(n, bool)
-    path = np.zeros((frames, n, 2))
-    out = np.empty((frames, size, size, 3), np.uint8)
-    for t in range(frames):
-        panic = anomaly == "panic" and t >= onset
-        if anomaly in PATTERN_KINDS and t == onset:
-            base, heading, held, goal, actors = _pattern_onset(anomaly, rng, pos, base, heading, size, centre)
-            if lane is not None and anomaly != "wrong_way":  # wrong-way walkers keep their lane
-                lane[actors] = -1
-        if panic:
-            away = np.arctan2(pos[:, 1] - centre[1], pos[:, 0] - centre[0])
-            d = np.angle(np.exp(1j * (away - heading)))
-            heading = heading + 0.35 * d
-            speed = np.minimum(speed * 1.25, speed_cap)
-        else:
-            heading = heading + rng.normal(0, 0.04, n) + 0.05 * np.angle(np.exp(1j * (base - heading)))
-            speed = np.clip(speed + rng.normal(0, 0.02, n), 0.5, 1.4)
-            speed_cap = speed * rng.uniform(3.0, 4.0, n)
-        if held.any():
-            speed, heading = _held_motion(anomaly, pos, speed, heading, held, goal, t - onset)
-        pos = pos + speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
-        if not panic:
-            pos = np.mod(pos, size)
-            if lane is not None:  # walkers keep to their lane
-                y = pos[:, 1]
-                pos[:, 1] = np.where(lane == 0, np.clip(y, 4, size / 2 - 4),
-                                     np.where(lane == 1, np.clip(y, size / 2 + 4, size - 4), y))
-        path[t] = pos
-        if anomaly == "runner" and t == onset:
-            y0 = rng.uniform(size * 0.2, size * 0.8)
-            if layout == "lanes":  # against the lane it runs in
-                y0 = rng.uniform(size * 0.2, size * 0.45)
-            # enters at the right edge and runs leftwards, against the rightward stream
-            runner = {"pos": np.array([size + 4.0, y0]), "v": np.array([-4.0, rng.normal(0, 0.3)])}
-        img = floor.copy()
-        img += rng.normal(0, 2.0, (size, size, 1))          # sensor noise
-        bob = 0.6 * np.sin(phase + 0.5 * t * speed)
-        for i in range(n):
-            x, y = pos[i, 0], pos[i, 1] + bob[i]
-            if -6 < x < size + 6 and -8 < y < size + 8:
-                c = tuple(float(v) for v in colors[i])
-                cv2.ellipse(img, (int(round(x)), int(round(y))), (2, 4), 0, 0, 360, c, -1)
-                cv2.circle(img, (int(round(x)), int(round(y - 6))), 2, c, -1)
-        if runner is not None:
-            runner["pos"] = runner["pos"] + runner["v"]
-            x, y = runner["pos"]
-            if -6 < x < size + 6:
-                labels[t] = 1
-                cv2.ellipse(img, (int(round(x)), int(round(y))), (2, 4), 0, 0, 360, (30, 30, 30), -1)
-                cv2.circle(img, (int(round(x)), int(round(y - 6))), 2, (30, 30, 30), -1)
-        if anomaly in PATTERN_KINDS and t >= onset:
-            labels[t] = 1
-        if panic:
-            labels[t] = 1
-            visible = np.sum((pos[:, 0] > 0) & (pos[:, 0] < size) & (pos[:, 1] > 0) & (pos[:, 1] < size))
-            if visible < 3:  # the crowd has left: the clip ends with the panic
-                out, labels, path = out[:t], labels[:t], path[:t]
-                break
-        out[t] = np.clip(img, 0, 255).astype(np.uint8)
-    if tracks:
-        return out, labels, {"pos": path, "actors": actors, "onset": onset}
-    return out, labels
+    return {"n": n, "pos": pos, "lane": lane, "base": base, "heading": heading, "speed": speed,
+            "speed_cap": speed * 3.5, "phase": rng.uniform(0, 2 * np.pi, n), "colors": rng.uniform(20, 90, (n, 3)),
+            "held": np.zeros(n, bool),   # stop / gathering: people who no longer walk freely
+            "goal": None,                # gathering: each gatherer's spot
+            "actors": np.zeros(n, bool)}
+
+
+def _walk(c: dict, rng, size: int, panic: bool, centre, anomaly, since: int) -> None:
+    """One frame of walking (in place): headings drift back to each person's
+    base direction, speeds wander; in a panic everyone turns away from `centre`
+    and speeds up; held people (stop, gathering) move as `_held_motion` says."""
+    n, heading, speed = c["n"], c["heading"], c["speed"]
+    if panic:
+        away = np.arctan2(c["pos"][:, 1] - centre[1], c["pos"][:, 0] - centre[0])
+        d = np.angle(np.exp(1j * (away - heading)))
+        heading = heading + 0.35 * d
+        speed = np.minimum(speed * 1.25, c["speed_cap"])
+    else:
+        heading = heading + rng.normal(0, 0.04, n) + 0.05 * np.angle(np.exp(1j * (c["base"] - heading)))
+        speed = np.clip(speed + rng.normal(0, 0.02, n), 0.5, 1.4)
+        c["speed_cap"] = speed * rng.uniform(3.0, 4.0, n)
+    if c["held"].any():
+        speed, heading = _held_motion(anomaly, c["pos"], speed, heading, c["held"], c["goal"], since)
+    pos = c["pos"] + speed[:, None] * np.stack([np.cos(heading), np.sin(heading)], axis=1)
+    if not panic:
+        pos = np.mod(pos, size)
+        if c["lane"] is not None:  # walkers keep to their lane
+            y, lane = pos[:, 1], c["lane"]
+            pos[:, 1] = np.where(lane == 0, np.clip(y, 4, size / 2 - 4),
+                                 np.where(lane == 1, np.clip(y, size / 2 + 4, size - 4), y))
+    c["pos"], c["heading"], c["speed"] = pos, heading, speed
+
+
+def _person(img, x, y, color) -> None:
+    import cv2
+
+    cv2.ellipse(img, (int(round(x)), int(round(y))), (2, 4), 0, 0, 360, color, -1)
+    cv2.circle(img, (int(round(x)), int(round(y - 6))), 2, color, -1)
+
+
+def _draw(floor, rng, c: dict, t: int, size: int) -> np.ndarray:
+    """The frame's float image: the floor, sensor noise, and every person in view
+    with a slight walking bob."""
+    img = floor.copy()
+    img += rng.normal(0, 2.0, (size, size, 1))          # sensor noise
+    bob = 0.6 * np.sin(c["phase"] + 0.5 * t * c["speed"])
+    for i in range(c["n"]):
+        x, y = c["pos"][i, 0], c["pos"][i, 1] + bob[i]
+        if -6 < x < size + 6 and -8 < y < size + 8:
+            _person(img, x, y, tuple(float(v) for v in c["colors"][i]))
+    return img
 
 
 def _pattern_onset(kind, rng, pos, base, heading, size, centre):
@@ -231,7 +255,7 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
         write_video(os.path.join(out, "train", f"normal_{i:02d}.mp4"), v, fps)
     kinds = ["normal"] * n_test_normal + ["panic"] * n_panic + ["runner"] * n_runner
     # test seeds do not depend on n_train: more training clips leave the test clips as they are
-    # (1010 + i: the seeds of the first version, which had 10 training clips)
+    # (1010 + i: the benchmark's test seeds, fixed so its clips and numbers stay comparable)
     test = write_labelled(os.path.join(out, "test"), kinds, [[seed, 1010 + i] for i in range(len(kinds))],
                           frames, size, fps)
     vkinds = ["normal", "panic", "runner"] * n_val_each

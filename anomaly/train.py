@@ -19,59 +19,131 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, output_dir, run_cli  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
 
-def parse_args(argv=None):
+@dataclass
+class TrainSettings:
+    """What `train` needs; the command line fills it (one flag per field,
+    `--seq-len` for seq_len) and `python -m anomaly.train --help` describes each.
+    window_stride: stride of the training windows; stride: score a window every
+    N frames (saved in the detector, as detect/evaluate/calibrate's --stride)."""
+
+    videos: str
+    out: str = os.path.join("runs", "anomaly")
+    objective: str = "reconstruct"
+    preset: str = "light"
+    epochs: int = 30
+    batch_size: int = 8
+    lr: float = 1e-3
+    seq_len: int = 16
+    frame_size: int = 64
+    window_stride: int = 4
+    stride: int = 1
+    percentile: float = 95.0
+    val_fraction: float = 0.2
+    score: str = "local"
+    border: int = 4
+    smooth: int = 8
+    flow: str = "farneback"
+    mog2_learning_rate: float = -1.0
+    still_speed: float = 0.0
+    coords: bool = False
+    augment: int = 0
+    patience: int = 6
+    seed: int = 0
+    max_frames: int | None = None
+    strategy: str = "auto"
+    verbose: int = 2
+
+    def check(self) -> None:
+        """Every value's range, before any work; an InputError names the flag."""
+        from anomaly.detector import check_border
+
+        ints = {"--seq-len": (self.seq_len, 2), "--window-stride": (self.window_stride, 1),
+                "--stride": (self.stride, 1), "--epochs": (self.epochs, 1), "--batch-size": (self.batch_size, 1),
+                "--smooth": (self.smooth, 1), "--patience": (self.patience, 1), "--augment": (self.augment, 0),
+                "--frame-size": (self.frame_size, 8)}
+        for flag, (value, low) in ints.items():
+            if value < low:
+                raise InputError(f"{flag} must be >= {low}, got {value}")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise InputError(f"--max-frames must be >= 2, got {self.max_frames}")
+        check_border(self.border, self.frame_size, "--border")
+        if not self.lr > 0:
+            raise InputError(f"--lr must be > 0, got {self.lr}")
+        if not 0 < self.percentile < 100:
+            raise InputError(f"--percentile must be in (0, 100), got {self.percentile}")
+        if not 0 < self.val_fraction < 1:
+            raise InputError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if not (self.mog2_learning_rate == -1 or 0 <= self.mog2_learning_rate <= 1):
+            raise InputError(f"--mog2-learning-rate must be -1 or in [0, 1], got {self.mog2_learning_rate}")
+        if self.still_speed < 0:
+            raise InputError(f"--still-speed must be >= 0, got {self.still_speed}")
+
+
+def parse_args(argv=None) -> TrainSettings:
+    d = TrainSettings
     p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--videos", required=True, help='glob of normal clips, e.g. "data/crowd/train/*.mp4"')
-    p.add_argument("--out", default=os.path.join("runs", "anomaly"))
-    p.add_argument("--objective", default="reconstruct", choices=["reconstruct", "motion"],
+    p.add_argument("--out", default=d.out, help="detector folder (default: %(default)s)")
+    p.add_argument("--objective", default=d.objective, choices=["reconstruct", "motion"],
                    help="reconstruct: a ConvLSTM autoencoder reconstructs windows of features (default); "
                         "motion: a model of how people move where they stand (anomaly/motion.py)")
-    p.add_argument("--preset", default="light", choices=["light", "strong"], help="autoencoder size")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--batch-size", type=int, default=8, help="per replica (global = this x replicas)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--sequence-length", type=int, default=16, help="frames per window")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--stride", type=int, default=4, help="stride of the training windows")
-    p.add_argument("--score-stride", type=int, default=1,
+    p.add_argument("--preset", default=d.preset, choices=["light", "strong"], help="autoencoder size (default: light)")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="windows per replica (global = this x replicas; the motion model takes 4x as many "
+                        "frames) (default: %(default)s)")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--seq-len", type=int, default=d.seq_len, help="frames per autoencoder window (default: %(default)s)")
+    p.add_argument("--frame-size", type=int, default=d.frame_size,
+                   help="features are computed at this size S x S (default: %(default)s)")
+    p.add_argument("--window-stride", type=int, default=d.window_stride,
+                   help="stride of the training windows (default: %(default)s)")
+    p.add_argument("--stride", type=int, default=d.stride,
                    help="score a window every N frames (saved; 1 = every frame scored by its own window, "
-                        "chosen on validation; 4 = real time on a 2-core CPU)")
-    p.add_argument("--percentile", type=float, default=95.0,
-                   help="threshold percentile of held-out normal errors (90 stricter, 98 looser)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
-    p.add_argument("--score", default="local", choices=["mean", "local"],
-                   help="frame score: the worst cell of an 8x8 grid over the error map (local, chosen on validation) "
-                        "or the mean error over the frame")
-    p.add_argument("--border", type=int, default=4,
-                   help="pixels at each edge (at --image-size) left out of the frame score (4 chosen on validation)")
-    p.add_argument("--smooth", type=int, default=8,
-                   help="frame score = max over the last N frames' window scores (1 = off; 8 chosen on "
-                        "the synthetic benchmark's validation clips)")
-    p.add_argument("--flow", default="farneback", choices=["farneback", "dis"])
-    p.add_argument("--mog2-learning-rate", type=float, default=-1.0,
-                   help="background-model learning rate (-1: 1/history; small keeps standing people visible)")
-    p.add_argument("--still-speed", type=float, default=0.0,
-                   help="add a standing-density channel, density * exp(-speed / this) (0 = off)")
+                        "chosen on validation; 4 = real time on a 2-core CPU) (default: %(default)s)")
+    p.add_argument("--percentile", type=float, default=d.percentile,
+                   help="threshold percentile of held-out normal scores (90 stricter, 98 looser) (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="share of the clips held out (default: %(default)s)")
+    p.add_argument("--score", default=d.score, choices=["mean", "local"],
+                   help="frame score: the worst cell of an 8x8 grid over the error map (local, chosen on validation; "
+                        "the default) or the mean error over the frame")
+    p.add_argument("--border", type=int, default=d.border,
+                   help="pixels at each edge (at --frame-size) left out of the frame score (default: %(default)s, "
+                        "chosen on validation)")
+    p.add_argument("--smooth", type=int, default=d.smooth,
+                   help="frame score = max over the last N frames' window scores (1 = off; default %(default)s, "
+                        "chosen on the synthetic benchmark's validation clips)")
+    p.add_argument("--flow", default=d.flow, choices=["farneback", "dis"], help="optical flow (default: %(default)s)")
+    p.add_argument("--mog2-learning-rate", type=float, default=d.mog2_learning_rate,
+                   help="background-model learning rate (-1: 1/history; small keeps standing people visible) "
+                        "(default: %(default)s)")
+    p.add_argument("--still-speed", type=float, default=d.still_speed,
+                   help="add a standing-density channel, density * exp(-speed / this) (0 = off, the default)")
     p.add_argument("--coords", choices=["true", "false"], default="false",
-                   help="give the autoencoder the pixel coordinates (location-aware normal motion)")
-    p.add_argument("--augment", type=int, default=0,
-                   help="augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
-    p.add_argument("--patience", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
+                   help="give the autoencoder the pixel coordinates (default: false)")
+    p.add_argument("--augment", type=int, default=d.augment,
+                   help="augmented copies per training clip (random crop, flip, brightness/contrast, speed) "
+                        "(default: %(default)s)")
+    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
-    p.add_argument("--strategy", default="auto", choices=STRATEGIES,
+    p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help="tf.distribute, as in the predictor's train.py (see distribute.py)")
-    p.add_argument("--verbose", type=int, default=2)
-    return p.parse_args(argv)
+    p.add_argument("--verbose", type=int, default=d.verbose, help="Keras fit verbosity (default: %(default)s)")
+    args = vars(p.parse_args(argv))
+    args["coords"] = args["coords"] == "true"
+    return TrainSettings(**args)
 
 
 def augment_clip(frames: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -107,66 +179,56 @@ def split_clips(clips: list, val_fraction: float):
     return clips[:-n_val], clips[-n_val:]
 
 
-def train(args) -> dict:
+def train(cfg: TrainSettings):
+    """Fits a detector on the normal clips of `cfg.videos`, calibrates its
+    threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
     import distribute
-    from anomaly.detector import Detector, check_border, percentile_threshold, windows
+    from anomaly.config import DetectorConfig
+    from anomaly.detector import Detector, percentile_threshold, windows
     from anomaly.features import FeatureConfig, Normalizer, clip_features
     from anomaly.video import expand_videos, read_video
 
-    if args.sequence_length < 2 or min(args.stride, args.score_stride, args.epochs, args.batch_size) < 1:
-        raise UserError("--sequence-length must be >= 2 and --stride, --score-stride, --epochs, --batch-size >= 1")
-    if args.smooth < 1:
-        raise UserError("--smooth must be >= 1")
-    check_border(args.border, args.image_size, "--border")
-    if not 0 < args.percentile < 100 or not 0 < args.val_fraction < 1:
-        raise UserError("--percentile must be in (0, 100) and --val-fraction in (0, 1)")
-    if not (args.mog2_learning_rate == -1 or 0 <= args.mog2_learning_rate <= 1):
-        raise UserError(f"--mog2-learning-rate must be -1 or in [0, 1], got {args.mog2_learning_rate}")
-    if args.still_speed < 0:
-        raise UserError(f"--still-speed must be >= 0, got {args.still_speed}")
-    paths = expand_videos(args.videos)
-    strategy = distribute.make_strategy(args.strategy)  # before any TensorFlow work
-    out = output_dir(distribute.chief_out(args.out, strategy))  # before the fit, not after
-    clips = [read_video(p, args.max_frames) for p in paths]
-    tr_clips, va_clips = split_clips(clips, args.val_fraction)
-    rng = np.random.default_rng(args.seed)
-    tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(args.augment)]
-    fcfg = FeatureConfig(image_size=args.image_size, flow=args.flow, mog2_learning_rate=args.mog2_learning_rate,
-                         still_speed=args.still_speed)
+    cfg.check()
+    paths = expand_videos(cfg.videos)
+    strategy = distribute.make_strategy(cfg.strategy)  # before any TensorFlow work
+    out = output_dir(distribute.chief_out(cfg.out, strategy))  # before the fit, not after
+    clips = [read_video(p, cfg.max_frames) for p in paths]
+    tr_clips, va_clips = split_clips(clips, cfg.val_fraction)
+    rng = np.random.default_rng(cfg.seed)
+    tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(cfg.augment)]
+    fcfg = FeatureConfig(frame_size=cfg.frame_size, flow=cfg.flow, mog2_learning_rate=cfg.mog2_learning_rate,
+                         still_speed=cfg.still_speed)
     t0 = time.time()
     tr_feats = [clip_features(c, fcfg) for c in tr_clips]
     va_feats = [clip_features(c, fcfg) for c in va_clips]
     feat_s = time.time() - t0
     norm = Normalizer.fit(tr_feats)
-    w = 2 if args.objective == "motion" else args.sequence_length  # motion: a frame and the one before
-    xtr = np.concatenate([norm(windows(f, w, args.stride)) for f in tr_feats])
-    xva = np.concatenate([norm(windows(f, w, args.stride)) for f in va_feats])
+    w = 2 if cfg.objective == "motion" else cfg.seq_len  # motion: a frame and the one before
+    xtr = np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in tr_feats])
+    xva = np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in va_feats])
     if len(xtr) == 0 or len(xva) == 0:
         raise UserError(f"clips too short for windows of {w} frames (training windows {len(xtr)}, "
                         f"validation windows {len(xva)})")
-    if args.objective == "motion":
+    if cfg.objective == "motion":
         with strategy.scope():
-            net, fit_meta = fit_motion(args, tr_feats, va_feats, norm)
+            net, fitted = fit_motion(cfg, tr_feats, va_feats, norm)
     else:
-        net, fit_meta = fit_autoencoder(args, strategy, xtr, xva, fcfg.channels)
-    meta = {"objective": args.objective, "features": fcfg.to_dict(),
-            "normalizer": {"mean": norm.mean, "std": norm.std},
-            "window": w, "stride": args.score_stride, "train_stride": args.stride,
-            "threshold": None, "percentile": args.percentile,
-            "score": args.score, "smooth": args.smooth, "border": args.border, **fit_meta,
-            "train_clips": len(tr_clips), "val_clips": len(va_clips), "videos": paths,
-            "feature_seconds": round(feat_s, 1), "seed": args.seed,
-            "replicas": strategy.num_replicas_in_sync, "global_batch": distribute.global_batch(strategy, args.batch_size)}
-    meta["threshold"] = 0.0
-    det = Detector([net], [meta])
-    val_scores = np.concatenate([det.score_features(f) for f in va_feats])
-    meta["threshold"] = percentile_threshold(val_scores, args.percentile)
-    Detector.save(out, net, meta)
-    return meta
+        net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, fcfg.channels)
+    det_cfg = DetectorConfig(
+        objective=cfg.objective, features=fcfg, normalizer={"mean": norm.mean, "std": norm.std},
+        window=w, stride=cfg.stride, train_stride=cfg.window_stride, threshold=0.0, percentile=cfg.percentile,
+        score=cfg.score, smooth=cfg.smooth, border=cfg.border, **fitted,
+        train_clips=len(tr_clips), val_clips=len(va_clips), videos=paths, feature_seconds=round(feat_s, 1),
+        seed=cfg.seed, replicas=strategy.num_replicas_in_sync,
+        global_batch=distribute.global_batch(strategy, cfg.batch_size))
+    val_scores = np.concatenate([Detector([net], [det_cfg]).score_features(f) for f in va_feats])
+    det_cfg.threshold = percentile_threshold(val_scores, cfg.percentile)
+    Detector.save(out, net, det_cfg)
+    return det_cfg
 
 
-def fit_autoencoder(args, strategy, xtr, xva, channels):
-    """The ConvLSTM autoencoder fitted on normal windows: (model, its detector.json entries)."""
+def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
+    """The ConvLSTM autoencoder fitted on normal windows: (model, its DetectorConfig fields)."""
     import dataclasses
 
     import keras
@@ -174,38 +236,38 @@ def fit_autoencoder(args, strategy, xtr, xva, channels):
     import distribute
     from anomaly.model import AE_PRESETS, build_autoencoder
 
-    cfg = dataclasses.replace(AE_PRESETS[args.preset], window=args.sequence_length, image_size=args.image_size,
-                              coords=args.coords == "true", channels=channels)
-    keras.utils.set_random_seed(args.seed)
+    ae_cfg = dataclasses.replace(AE_PRESETS[cfg.preset], window=cfg.seq_len, frame_size=cfg.frame_size,
+                                 coords=cfg.coords, channels=channels)
+    keras.utils.set_random_seed(cfg.seed)
     with strategy.scope():
-        ae = build_autoencoder(cfg)
-        ae.compile(optimizer=keras.optimizers.Adam(args.lr), loss="mse")
-    cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, args.patience // 2), factor=0.5),
-           keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
+        ae = build_autoencoder(ae_cfg)
+        ae.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
+    cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, cfg.patience // 2), factor=0.5),
+           keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
            keras.callbacks.TerminateOnNaN()]
     t0 = time.time()
-    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=args.epochs,
-                  batch_size=distribute.global_batch(strategy, args.batch_size),
-                  callbacks=cbs, verbose=args.verbose, shuffle=True)
-    return ae, {"autoencoder": cfg.to_dict(), "preset": args.preset, "fit_seconds": round(time.time() - t0, 1),
+    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs,
+                  batch_size=distribute.global_batch(strategy, cfg.batch_size),
+                  callbacks=cbs, verbose=cfg.verbose, shuffle=True)
+    return ae, {"autoencoder": ae_cfg, "preset": cfg.preset, "fit_seconds": round(time.time() - t0, 1),
                 **_losses(hist)}
 
 
-def fit_motion(args, tr_feats, va_feats, norm):
+def fit_motion(cfg: TrainSettings, tr_feats, va_feats, norm) -> tuple:
     """The motion model of `anomaly.motion` fitted on normal frames, and its part
-    scales on the held-out clips: (model, its detector.json entries)."""
+    scales on the held-out clips: (model, its DetectorConfig fields)."""
     import keras
 
     from anomaly import motion
     from anomaly.model import MotionConfig
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(cfg.seed)
     t0 = time.time()
-    net, cfg, hist = motion.fit(tr_feats, va_feats, norm, MotionConfig(image_size=args.image_size, border=args.border),
-                                lr=args.lr, epochs=args.epochs, batch_size=4 * args.batch_size,
-                                patience=args.patience, verbose=args.verbose)
+    net, m_cfg, hist = motion.fit(tr_feats, va_feats, norm, MotionConfig(frame_size=cfg.frame_size, border=cfg.border),
+                                  lr=cfg.lr, epochs=cfg.epochs, batch_size=4 * cfg.batch_size,
+                                  patience=cfg.patience, verbose=cfg.verbose)
     fit_s = round(time.time() - t0, 1)
-    return net, {"motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, norm, va_feats),
+    return net, {"motion": m_cfg, "scales": motion.calibrate_scales(net, m_cfg, norm, va_feats),
                  "fit_seconds": fit_s, **_losses(hist)}
 
 
@@ -216,12 +278,12 @@ def _losses(hist) -> dict:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    cfg = parse_args(argv)
 
     def run():
-        meta = train(args)
-        print(f"saved {args.out}: threshold {meta['threshold']:.4f} ({meta['percentile']:g}th percentile of "
-              f"held-out normal scores), val_loss {meta['val_loss']:.4f} at epoch {meta['epoch']}")
+        det = train(cfg)
+        print(f"saved {cfg.out}: threshold {det.threshold:.4f} ({det.percentile:g}th percentile of "
+              f"held-out normal scores), val_loss {det.val_loss:.4f} at epoch {det.epoch}")
     return run_cli(run)
 
 

@@ -63,7 +63,7 @@ def windowed_model(cfg, window):
 
     from anomaly.model import CoordChannels
 
-    s, b, n, c = cfg.image_size, cfg.border, cfg.grid, cfg.cell
+    s, b, n, c = cfg.frame_size, cfg.border, cfg.grid, cfg.cell
     end = s - b - n * c
     inp = keras.Input((window, s, s, 1))
     x = layers.TimeDistributed(layers.Cropping2D(((b, end), (b, end))))(inp)

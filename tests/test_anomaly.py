@@ -26,7 +26,7 @@ def _blob_frames(shift=2, n=2, size=64):
 
 
 def test_feature_shapes_and_flow_sign():
-    cfg = FeatureConfig(image_size=64)
+    cfg = FeatureConfig(frame_size=64)
     f = clip_features(_blob_frames(shift=2), cfg)
     assert f.shape == (2, 64, 64, 3) and f.dtype == np.float32
     np.testing.assert_array_equal(f[0, ..., :2], 0)  # no flow for the first frame
@@ -35,13 +35,13 @@ def test_feature_shapes_and_flow_sign():
     assert abs(np.median(inside[..., 1])) < 0.5
     mirrored = np.ascontiguousarray(_blob_frames(shift=2)[:, :, ::-1])  # the same clip moving left
     assert np.median(clip_features(mirrored, cfg)[1, 24:36, 30:42, 0]) == pytest.approx(-2.0, abs=0.5)
-    dis = clip_features(_blob_frames(shift=2), FeatureConfig(image_size=64, flow="dis"))
+    dis = clip_features(_blob_frames(shift=2), FeatureConfig(frame_size=64, flow="dis"))
     assert np.median(dis[1, 24:36, 22:34, 0]) > 1
 
 
 def test_density_and_keypoint_adapter():
     fake = lambda frame: np.array([[32.0, 16.0], [8.0, 48.0]])  # (x, y) in a 64x64 frame
-    cfg = FeatureConfig(image_size=S, density="keypoints", blur=1.0)
+    cfg = FeatureConfig(frame_size=S, density="keypoints", blur=1.0)
     ex = FeatureExtractor(cfg, detector=fake)
     f = ex(np.zeros((64, 64, 3), np.uint8))
     heat = f[..., 2]
@@ -52,7 +52,7 @@ def test_density_and_keypoint_adapter():
     hb = boxes(None, np.zeros((64, 64, 3), np.uint8))
     assert np.unravel_index(np.argmax(hb), hb.shape) == (4, 8)
     mog = clip_features(np.stack([np.zeros((64, 64), np.uint8)] * 5 + [_blob_frames(n=1)[0]]),
-                        FeatureConfig(image_size=64))
+                        FeatureConfig(frame_size=64))
     assert mog[-1, 30, 25, 2] > mog[-1, 5, 5, 2]  # the new object lights up the density map
 
 
@@ -104,9 +104,9 @@ def test_window_helpers():
 
 
 def _detector(window=4, stride=2, threshold=1.0):
-    cfg = AEConfig(encoder=(4,), decoder=(4,), patch=4, window=window, image_size=S)
+    cfg = AEConfig(encoder=(4,), decoder=(4,), patch_size=4, window=window, frame_size=S)
     ae = build_autoencoder(cfg)
-    meta = {"features": FeatureConfig(image_size=S).to_dict(), "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]},
+    meta = {"features": FeatureConfig(frame_size=S).to_dict(), "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]},
             "window": window, "stride": stride, "threshold": threshold, "percentile": 95,
             "autoencoder": cfg.to_dict()}
     return Detector([ae], [meta]), ae, meta
@@ -253,7 +253,7 @@ def test_cli_train_detect_evaluate(tmp_path):
                              n_runner=1, n_val_each=0, lanes_train=2, lanes_each=1)
     out = str(tmp_path / "det")
     assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
-                       "--image-size", "32", "--sequence-length", "8", "--stride", "4", "--augment", "1",
+                       "--frame-size", "32", "--seq-len", "8", "--window-stride", "4", "--augment", "1",
                        "--verbose", "0"]) == 0
     meta = json.load(open(os.path.join(out, "detector.json")))
     for k in ("features", "normalizer", "window", "threshold", "percentile", "train_loss", "val_loss", "epoch"):
@@ -408,7 +408,7 @@ def test_coord_channels_values_and_round_trip(tmp_path):
     assert y.shape == (2, 3, 4, 5, 3)
     np.testing.assert_allclose(y[0, 0, 0, :, 1], [-1, -0.5, 0, 0.5, 1], atol=1e-6)   # x along the width
     np.testing.assert_allclose(y[1, 2, :, 4, 2], [-1, -1 / 3, 1 / 3, 1], atol=1e-6)  # y along the height
-    cfg = AEConfig(encoder=(4,), decoder=(4,), patch=4, window=4, image_size=16, coords=True)
+    cfg = AEConfig(encoder=(4,), decoder=(4,), patch_size=4, window=4, frame_size=16, coords=True)
     ae = build_autoencoder(cfg)
     assert ae.output_shape[-1] == 3  # reconstructs the features only
     path = str(tmp_path / "ae.keras")
@@ -438,7 +438,7 @@ def test_coordinates_make_the_autoencoder_location_aware():
 
     train = scene(1.0, -1.0, 64)
     keras.utils.set_random_seed(0)
-    ae = build_autoencoder(AEConfig(encoder=(8,), decoder=(8,), patch=2, window=w, image_size=s, coords=True))
+    ae = build_autoencoder(AEConfig(encoder=(8,), decoder=(8,), patch_size=2, window=w, frame_size=s, coords=True))
     ae.compile(optimizer=keras.optimizers.Adam(3e-3), loss="mse")
     ae.fit(train, train, epochs=40, batch_size=16, verbose=0)
     probe = scene(1.0, 1.0, 8)  # rightward everywhere: usual on top, wrong in the bottom half
@@ -451,7 +451,7 @@ def test_standing_density_channel_and_streaming_equals_offline():
     (precomputed flow + heatmap) builds it exactly as the extractor does."""
     from anomaly.features import FeatureConfig, stack_features
 
-    cfg = FeatureConfig(image_size=4, still_speed=0.1)
+    cfg = FeatureConfig(frame_size=4, still_speed=0.1)
     flow = np.zeros((4, 4, 2), np.float32)
     flow[0, 0] = (0.3, 0.4)          # walking: speed 0.5
     dens = np.full((4, 4), 0.5, np.float32)
@@ -459,7 +459,7 @@ def test_standing_density_channel_and_streaming_equals_offline():
     assert f.shape == (4, 4, 4) and cfg.channels == 4 and FeatureConfig().channels == 3
     assert f[1, 1, 3] == pytest.approx(0.5)                   # standing: all of its density
     assert f[0, 0, 3] == pytest.approx(0.5 * np.exp(-5.0))    # walking: almost none
-    np.testing.assert_array_equal(stack_features(flow, dens, FeatureConfig(image_size=4)), f[..., :3])
+    np.testing.assert_array_equal(stack_features(flow, dens, FeatureConfig(frame_size=4)), f[..., :3])
 
 
 def test_four_channel_detector_streams_as_it_scores_offline(tmp_path):
@@ -468,8 +468,8 @@ def test_four_channel_detector_streams_as_it_scores_offline(tmp_path):
     it survives a save/load round trip."""
     from anomaly.features import stack_features
 
-    fcfg = FeatureConfig(image_size=S, still_speed=0.1)
-    cfg = AEConfig(encoder=(4,), decoder=(4,), patch=4, window=3, image_size=S, channels=4, coords=True)
+    fcfg = FeatureConfig(frame_size=S, still_speed=0.1)
+    cfg = AEConfig(encoder=(4,), decoder=(4,), patch_size=4, window=3, frame_size=S, channels=4, coords=True)
     ae = build_autoencoder(cfg)
     meta = {"features": fcfg.to_dict(), "normalizer": {"mean": [0] * 4, "std": [1] * 4},
             "window": 3, "stride": 1, "threshold": 1.0, "percentile": 95, "autoencoder": cfg.to_dict()}
@@ -484,3 +484,26 @@ def test_four_channel_detector_streams_as_it_scores_offline(tmp_path):
     back = Detector.load(str(tmp_path / "d4"))
     assert back.feature_cfg.channels == 4
     np.testing.assert_allclose(back.score_features(raw), det.score_features(raw), rtol=1e-5, equal_nan=True)
+
+
+def test_detector_config_round_trip_and_older_folders():
+    """detector.json is a DetectorConfig: a round trip is exact, unknown keys are
+    refused, and the shipped folders (written with the older field names
+    image_size and patch) still load."""
+    from anomaly.config import DetectorConfig
+    from cli import InputError
+
+    root = os.path.join(os.path.dirname(__file__), "..", "results", "anomaly")
+    for folder in ("model", os.path.join("lanes", "model")):
+        path = os.path.join(root, folder, "detector.json")
+        raw = json.load(open(path))
+        cfg = DetectorConfig.load(path)
+        assert cfg.features.frame_size == 64 and cfg.threshold == raw["threshold"]
+        assert DetectorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    old = json.load(open(os.path.join(root, "model", "detector.json")))
+    assert "image_size" in old["features"] and "patch" in old["autoencoder"]  # the older names, on disk
+    assert DetectorConfig.from_dict(old).autoencoder.patch_size == old["autoencoder"]["patch"]
+    with pytest.raises(InputError, match="unknown keys"):
+        DetectorConfig.from_dict({**old, "treshold": 1.0})
+    with pytest.raises(InputError, match="malformed"):
+        DetectorConfig.from_dict({**old, "features": {**old["features"], "colour": True}})

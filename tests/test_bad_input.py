@@ -59,12 +59,28 @@ def files(tmp_path_factory, mnist_dir):
     vids.mkdir()
     write_video(str(vids / "x.mp4"), v)
     f["unlabelled"] = str(vids / "*.mp4")
-    cfg = AEConfig(encoder=(2,), decoder=(2,), patch=4, window=4, image_size=16)
+    cfg = AEConfig(encoder=(2,), decoder=(2,), patch_size=4, window=4, frame_size=16)
     Detector.save(str(d / "det"), build_autoencoder(cfg),
-                  {"features": FeatureConfig(image_size=16).to_dict(),
+                  {"features": FeatureConfig(frame_size=16).to_dict(),
                    "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]}, "window": 4, "stride": 1,
                    "threshold": 1.0, "percentile": 95})
     f["det"] = str(d / "det")
+    import json
+    import shutil
+
+    good_json = json.load(open(d / "det" / "detector.json"))
+    for name, change in (("det_mistyped", {"window": "four"}), ("det_unknown", {"windw": 4}),
+                         ("det_no_threshold", {"threshold": None}), ("det_bad_score", {"score": "median"})):
+        shutil.copytree(d / "det", d / name)
+        broken = {k: v for k, v in {**good_json, **change}.items() if v is not None}
+        (d / name / "detector.json").write_text(json.dumps(broken))
+        f[name] = str(d / name)
+    shutil.copytree(d / "det", d / "det_corrupt_model")
+    (d / "det_corrupt_model" / "ae.keras").write_bytes(b"PK\x03\x04 not a model")
+    f["det_corrupt_model"] = str(d / "det_corrupt_model")
+    shutil.copytree(d / "det", d / "det_not_json")
+    (d / "det_not_json" / "detector.json").write_text("{window: 4")
+    f["det_not_json"] = str(d / "det_not_json")
     return f
 
 
@@ -107,12 +123,12 @@ CASES = [
     (a_train.main, ["--videos", "{dir}/nothing*.mp4", "--out", "{out}"], "matches no file"),
     (a_train.main, ["--videos", "{junk_video}", "--out", "{out}"], "no frames"),
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--percentile", "120"], "percentile"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--sequence-length", "64"], "too short"),
+    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--seq-len", "64"], "too short"),
     (a_train.main, ["--out", "{out}"], "required"),
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--smooth", "0"], "--smooth"),
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--border", "32"], "--border"),
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--mog2-learning-rate", "2"], "--mog2-learning-rate"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--sequence-length", "4", "--strategy", "multiworker"],
+    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--seq-len", "4", "--strategy", "multiworker"],
      "TF_CONFIG"),
     (a_detect.main, ["--model", "{dir}", "--source", "{video}", "--out", "{out}"], "not a detector"),
     (a_detect.main, ["--model", "{det}", "--source", "{junk_video}", "--out", "{out}"], "no frames"),
@@ -120,6 +136,16 @@ CASES = [
      "0 or 1"),
     (a_detect.main, ["--model", "{det}", "--source", "{video}", "--out", "{under_file}"], "a_file"),
     (a_detect.main, ["--model", "{det}", "--source", "{video}", "--smooth", "0", "--out", "{out}"], "--smooth"),
+    (a_detect.main, ["--model", "{det_mistyped}", "--source", "{video}", "--out", "{out}"], "window must be"),
+    (a_detect.main, ["--model", "{det_unknown}", "--source", "{video}", "--out", "{out}"], "unknown keys"),
+    (a_detect.main, ["--model", "{det_no_threshold}", "--source", "{video}", "--out", "{out}"], "missing keys"),
+    (a_detect.main, ["--model", "{det_bad_score}", "--source", "{video}", "--out", "{out}"], "score must be"),
+    (a_detect.main, ["--model", "{det_corrupt_model}", "--source", "{video}", "--out", "{out}"], "cannot load"),
+    (a_detect.main, ["--model", "{det_not_json}", "--source", "{video}", "--out", "{out}"], "not a readable"),
+    (a_evaluate.main, ["--model", "{det_unknown}", "--videos", "{unlabelled}", "--out", "{out}"], "unknown keys"),
+    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--augment", "-1"], "--augment"),
+    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--lr", "0"], "--lr"),
+    (a_train.main, ["--videos", "{video}", "--out", "{under_file}"], "a_file"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{dir}/none*.mp4", "--out", "{out}"], "matches no file"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--out", "{out}"], "no labels file"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--border", "-1", "--out", "{out}"],

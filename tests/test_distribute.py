@@ -99,8 +99,8 @@ def crowd(tmp_path_factory):
 
 def _anomaly_args(crowd, out, strategy):
     return ["anomaly.train", "--videos", os.path.join(crowd, "train", "*.mp4"), "--out", out,
-            "--epochs", "1", "--batch-size", "2", "--image-size", "32", "--sequence-length", "4",
-            "--stride", "4", "--strategy", strategy, "--verbose", "0"]
+            "--epochs", "1", "--batch-size", "2", "--frame-size", "32", "--seq-len", "4",
+            "--window-stride", "4", "--strategy", strategy, "--verbose", "0"]
 
 
 def _detector_scores(folder, crowd):
@@ -117,7 +117,7 @@ def test_anomaly_mirrored_on_two_logical_cpus(tmp_path, crowd):
     stdout = _on_two_logical_cpus(_anomaly_args(crowd, out, "mirrored"))
     assert "MirroredStrategy: 2 replicas, global batch 4" in stdout
     det, scores = _detector_scores(out, crowd)
-    assert det.metas[0]["replicas"] == 2 and det.metas[0]["global_batch"] == 4
+    assert det.configs[0].replicas == 2 and det.configs[0].global_batch == 4
     assert np.isfinite(scores[~np.isnan(scores)]).all()
 
 

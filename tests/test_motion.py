@@ -29,20 +29,20 @@ def _toy_frames(rng, n, top_vx, bottom_vx, people=6):
 
 
 def test_config_round_trip_and_shapes():
-    cfg = MotionConfig(widths=(4,), cell_widths=(8,), image_size=S, border=2)
+    cfg = MotionConfig(widths=(4,), cell_widths=(8,), frame_size=S, border=2)
     assert (cfg.cell, cfg.grid, cfg.bins) == (2, 6, 26)
     assert MotionConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     out = build_motion_model(cfg)(np.zeros((3, S, S, 1), np.float32))
     assert tuple(out["logits"].shape) == (3, 6, 6, 26) and tuple(out["speed"].shape) == (3, 6, 6)
     with pytest.raises(ValueError, match="border 8"):
-        build_motion_model(MotionConfig(image_size=S, border=8))
+        build_motion_model(MotionConfig(frame_size=S, border=8))
 
 
 def test_frame_parts_by_hand():
     """Flow (0.3, 0.4) everywhere: speed 0.5, direction sector 5 of 8, speed band 1
     -> bin 2 + 5 * 3 + 1 = 18. Logits log 3 for that bin and 0 for the 25 others:
     p = 3 / 28 in every cell. Predicted speed 1.0 x scale 0.25 against 0.5 seen."""
-    cfg = MotionConfig(image_size=S, border=0, speed_scale=0.25, min_speed=0.02)
+    cfg = MotionConfig(frame_size=S, border=0, speed_scale=0.25, min_speed=0.02)
     raw = np.zeros((2, S, S, 3), np.float32)
     raw[..., 0], raw[..., 1], raw[..., 2] = 0.3, 0.4, 1.0
     assert (motion.bin_model(cfg).motion_bins(raw) == 18).all()
@@ -68,7 +68,7 @@ def toy_model():
     train = [_toy_frames(rng, 120, 0.5, -0.5) for _ in range(2)]
     val = [_toy_frames(rng, 40, 0.5, -0.5)]
     keras.utils.set_random_seed(0)
-    cfg = MotionConfig(widths=(8,), cell_widths=(16,), kernel=3, image_size=S, border=0)
+    cfg = MotionConfig(widths=(8,), cell_widths=(16,), kernel=3, frame_size=S, border=0)
     net, cfg, _ = motion.fit(train, val, IDENTITY, cfg, lr=3e-3, epochs=25, batch_size=32, patience=25, verbose=0)
     return net, cfg, val
 
@@ -99,7 +99,7 @@ def test_motion_model_knows_which_way_each_half_walks(toy_model):
 
 
 def _motion_detector(net, cfg, val, threshold=1.0):
-    meta = {"objective": "motion", "features": FeatureConfig(image_size=S).to_dict(),
+    meta = {"objective": "motion", "features": FeatureConfig(frame_size=S).to_dict(),
             "normalizer": {"mean": IDENTITY.mean, "std": IDENTITY.std}, "window": 2, "stride": 1,
             "threshold": threshold, "percentile": 95, "score": "local", "smooth": 3, "border": 0,
             "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, IDENTITY, val)}
@@ -141,10 +141,10 @@ def test_cli_trains_and_evaluates_a_motion_detector(tmp_path):
                              n_runner=0, n_val_each=0, lanes_train=3, lanes_each=1)
     out = str(tmp_path / "det")
     assert train.main(["--videos", os.path.join(data, "lanes", "train", "*.mp4"), "--out", out, "--epochs", "1",
-                       "--image-size", "32", "--objective", "motion", "--mog2-learning-rate", "0.001",
+                       "--frame-size", "32", "--objective", "motion", "--mog2-learning-rate", "0.001",
                        "--verbose", "0"]) == 0
     meta = json.load(open(os.path.join(out, "detector.json")))
-    assert meta["objective"] == "motion" and meta["window"] == 2 and meta["motion"]["image_size"] == 32
+    assert meta["objective"] == "motion" and meta["window"] == 2 and meta["motion"]["frame_size"] == 32
     assert meta["motion"]["speed_scale"] > 0 and meta["threshold"] > 0
     ev = str(tmp_path / "eval")
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "*.mp4"), "--out", ev,

@@ -223,3 +223,35 @@ def test_cosine_run_logs_rollout_scores_and_resumes_its_schedule(tmp_path, mnist
     assert np.all(log["val_rollout_mse_frame"] > 0) and np.all(log["val_rollout_ssim"] <= 1)
     assert "val_next_ssim" in log
     assert train.completed_epochs(out) == 0  # finished: the backup is gone
+
+
+def test_overwrite_with_a_bad_init_keeps_the_finished_run(run_dir, mnist_dir, tmp_path, capsys):
+    """Every check runs before anything in --out is removed: a finished run
+    survives `--overwrite --init BAD` and `--overwrite --init` of another architecture."""
+    before = {f: open(os.path.join(run_dir, f), "rb").read() for f in ("model.keras", "log.csv", "best.json")}
+    (tmp_path / "bad.keras").write_bytes(b"PK\x03\x04 not a model")
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", run_dir, "--overwrite",
+                       "--init", str(tmp_path / "bad.keras")]) == 2
+    assert "cannot load" in capsys.readouterr().err
+    from config import ModelConfig
+    from model import build_model
+
+    other = str(tmp_path / "other.keras")
+    build_model(ModelConfig(filters=(2, 2), kernel_sizes=(3, 1), patch_size=4)).save(other)
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", run_dir, "--overwrite", "--init", other]) == 2
+    assert "not the same architecture" in capsys.readouterr().err
+    for f, content in before.items():
+        assert open(os.path.join(run_dir, f), "rb").read() == content, f
+
+
+def test_a_run_killed_in_its_first_epoch_starts_again(tmp_path, mnist_dir):
+    """Killed before its first epoch ended, a run leaves config.json and an empty
+    log.csv (no backup yet): the same command starts it again instead of
+    refusing the folder as a finished run."""
+    out = tmp_path / "r"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    (out / "log.csv").write_text("")
+    assert train.run_state(str(out)) == "new"
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", str(out)]) == 0
+    assert train.run_state(str(out)) == "finished"

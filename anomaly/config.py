@@ -1,0 +1,138 @@
+"""`DetectorConfig`: the schema of a detector folder's detector.json.
+
+Everything that scoring needs (features, normaliser, window, threshold, the
+frame score's reduction) and a record of how the detector was trained. Loading
+rejects unknown keys and malformed values with one `InputError` naming the file;
+folders written before a field existed load with its default, and the field
+names of older folders (`image_size`, `patch`) are read as today's
+(`frame_size`, `patch_size`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+
+from anomaly.features import FeatureConfig
+from anomaly.model import AEConfig, MotionConfig
+from cli import InputError
+
+OBJECTIVES = ("reconstruct", "motion")
+SCORES = ("mean", "local")
+RENAMED = {"image_size": "frame_size", "patch": "patch_size"}  # older detector.json -> today
+
+
+@dataclass
+class DetectorConfig:
+    """objective: "reconstruct" (the ConvLSTM autoencoder) or "motion"
+    (`anomaly.motion`); features, normalizer ({"mean", "std"} per channel);
+    window: frames per scored window; stride: a window scored every N frames;
+    threshold: frame scores above it are anomalous, calibrated as the
+    `percentile` of held-out normal scores; score, smooth, border: the frame
+    reduction ("mean" or "local"), causal max over N frames, pixels left out at
+    each edge; autoencoder / motion (+ scales): the network's config. The other
+    fields record the training (None when unknown)."""
+
+    features: FeatureConfig
+    normalizer: dict
+    window: int
+    threshold: float
+    objective: str = "reconstruct"
+    stride: int = 1
+    percentile: float = 95.0
+    score: str = "mean"
+    smooth: int = 1
+    border: int = 0
+    autoencoder: AEConfig | None = None
+    motion: MotionConfig | None = None
+    scales: dict | None = None
+    preset: str | None = None
+    train_stride: int | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    epoch: int | None = None
+    epochs_run: int | None = None
+    train_clips: int | None = None
+    val_clips: int | None = None
+    videos: list | None = None
+    feature_seconds: float | None = None
+    fit_seconds: float | None = None
+    seed: int | None = None
+    replicas: int | None = None
+    global_batch: int | None = None
+    calibrated_on: list | None = field(default=None)
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise InputError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.score not in SCORES:
+            raise InputError(f"score must be one of {SCORES}, got {self.score!r}")
+        for name in ("window", "stride", "smooth"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}")
+        size = self.features.frame_size
+        if not isinstance(self.border, int) or not 0 <= 2 * self.border < size:
+            raise InputError(f"border must be in [0, {size // 2}), got {self.border!r}")
+        if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+            raise InputError(f"threshold must be a finite number, got {self.threshold!r}")
+        n = self.features.channels
+        if sorted(self.normalizer) != ["mean", "std"] or any(len(self.normalizer[k]) != n for k in ("mean", "std")):
+            raise InputError(f"normalizer needs a mean and a std of {n} channels, got {self.normalizer!r}")
+        if self.objective == "motion" and (self.motion is None or self.scales is None):
+            raise InputError("a motion detector needs its motion config and scales")
+
+    def to_dict(self) -> dict:
+        """Plain JSON types, fields that are None left out."""
+        d = {}
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                d[f.name] = v.to_dict() if hasattr(v, "to_dict") else v
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "detector.json") -> "DetectorConfig":
+        if not isinstance(d, dict):
+            raise InputError(f"{source}: expected a JSON object, got {type(d).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"{source}: unknown keys {unknown}")
+        missing = sorted(k for k in ("features", "normalizer", "window", "threshold") if k not in d)
+        if missing:
+            raise InputError(f"{source}: missing keys {missing}")
+        d = dict(d)
+        try:
+            d["features"] = FeatureConfig(**_renamed(d["features"]))
+            if d.get("autoencoder") is not None:
+                d["autoencoder"] = AEConfig.from_dict(_renamed(d["autoencoder"]))
+            if d.get("motion") is not None:
+                d["motion"] = MotionConfig.from_dict(_renamed(d["motion"]))
+            return cls(**d)
+        except InputError as e:
+            raise InputError(f"{source}: {e}") from None
+        except (TypeError, AttributeError) as e:
+            raise InputError(f"{source}: malformed ({e})") from None
+
+    def save(self, path: str) -> None:
+        import runio
+
+        runio.write_json(self.to_dict(), path)
+
+    @classmethod
+    def load(cls, path: str) -> "DetectorConfig":
+        try:
+            with open(path) as f:
+                d = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{path}: not a readable detector.json ({e})") from None
+        return cls.from_dict(d, path)
+
+
+def _renamed(d: dict) -> dict:
+    if not isinstance(d, dict):
+        raise InputError(f"expected an object, got {d!r}")
+    return {RENAMED.get(k, k): v for k, v in d.items()}

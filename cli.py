@@ -33,7 +33,12 @@ def run_cli(body) -> int:
 
 
 class CliParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one `error:` line (and exit code 2)."""
+    """argparse for an entry point: its module docstring as the description,
+    `prog` as the command a user types (so usage and errors name it), and a
+    usage error as one `error:` line (and exit code 2)."""
+
+    def __init__(self, doc: str, prog: str):
+        super().__init__(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")

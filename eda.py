@@ -11,15 +11,14 @@ mean_std_frames.png, motion.png and stats.json.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 
 import numpy as np
 
-from cli import CliParser, InputError, output_dir, run_cli
 import runio
+from cli import CliParser, InputError, output_dir, run_cli
 
 
 # ----------------------------------------------------------------- statistics
@@ -204,7 +203,7 @@ def figures(videos, motion, overlap, out, label, n_show=6):
 
 
 def parse_args(argv=None):
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python eda.py")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--mnist", default=None, help="MNIST source for generated sequences")
     src.add_argument("--data", default=None, help="the official mnist_test_seq.npy")

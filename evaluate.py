@@ -9,12 +9,12 @@ the same sequences):
 - rollout_10_10: 10 true frames in, the next 10 forecast autoregressively (each
   forecast fed back as input).
 Writes metrics.json, comparison.png/.gif, rollout.png/.gif and per-frame
-metric plots to --out (default: the checkpoint's folder).
+metric plots to --out (default: runs/eval/NAME, NAME the checkpoint's folder;
+results already there are replaced, as one set, only with --overwrite).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import sys
@@ -25,16 +25,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import metrics  # noqa: E402
-from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
 import runio  # noqa: E402
+from cli import CliParser, InputError, UserError, run_cli  # noqa: E402
 from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
 
 CURVES = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per forecast step
 
 
-
 def parse_args(argv=None):
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python evaluate.py")
     p.add_argument("--checkpoint", default="results/model.keras")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", default=None, help="the official mnist_test_seq.npy (uint8, (20, N, 64, 64))")
@@ -51,8 +50,21 @@ def parse_args(argv=None):
     p.add_argument("--horizon", type=int, default=10, help="frames forecast in the rollout")
     p.add_argument("--protocols", default="both", choices=["both", "next_frame", "rollout"],
                    help="both share one stepwise pass (the rollout branches off after the context)")
-    p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: runs/eval/NAME, NAME the checkpoint's folder)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
     return p.parse_args(argv)
+
+
+# Everything evaluate.py writes into --out: replaced together, so a folder never
+# mixes two evaluations (e.g. one with a rollout and a later one without).
+OUTPUTS = ("metrics.json", "comparison.png", "comparison.gif", "next_frame_metrics.png", "rollout.png",
+           "rollout.gif", "rollout_examples.png", "rollout_metrics.png")
+
+
+def default_out(checkpoint: str) -> str:
+    """runs/eval/NAME, NAME the checkpoint's folder: never the folder of a shipped model."""
+    return os.path.join("runs", "eval", os.path.basename(os.path.dirname(os.path.abspath(checkpoint))))
 
 
 def test_videos(args, seq_len: int = 20, num_digits: int = 2):
@@ -204,40 +216,41 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
                               f"{context}->{horizon} rollout metrics per forecast step ({where})")
 
 
+def run(args) -> None:
+    from config import Config
+
+    if args.sequences < 0 or args.batch_size < 1:
+        raise InputError(f"--sequences must be >= 0 and --batch-size >= 1, got {args.sequences} and {args.batch_size}")
+    if not args.data and args.sequences == 0:
+        raise InputError("--sequences 0 (all) needs --data")
+    out = args.out or default_out(args.checkpoint)
+    runio.check_replace(out, "metrics.json", args.overwrite)
+    net = load_predictor(args.checkpoint)
+    run_dir = os.path.dirname(os.path.abspath(args.checkpoint))
+    cfg_path = os.path.join(run_dir, "config.json")
+    cfg = Config.load(cfg_path) if os.path.exists(cfg_path) else None
+    videos, desc = test_videos(args, seq_len=20, num_digits=cfg.train.num_digits if cfg else 2)
+    results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon, args.protocols)
+    report = {"checkpoint": os.path.abspath(args.checkpoint),
+              "config": cfg.to_dict() if cfg else None,
+              "data": desc, "data_range": 1.0,
+              "metrics": {k: m.description for k, m in metrics.METRICS.items()},
+              "seconds": round(seconds, 1), "peak_rss_mb": peak_rss_mb(), **results}
+    with runio.output_set(out, OUTPUTS) as stage:
+        write_figures(net, videos, results, stage, args.context, args.horizon, desc.get("digits", desc["source"]))
+        runio.write_json(report, os.path.join(stage, "metrics.json"))
+    for proto in results:
+        print(f"{proto}:")
+        for name, r in results[proto].items():
+            m = r["mean"]
+            print(f"  {name:16s} PSNR {m['psnr']:6.2f}  SSIM {m['ssim']:.4f}  "
+                  f"MSE/frame {m['mse_frame']:7.2f}  MAE/frame {m['mae_frame']:7.2f}")
+    print(f"wrote {os.path.join(out, 'metrics.json')} ({desc['sequences']} sequences, {seconds:.0f} s)")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    def run():
-        from config import Config
-
-        if args.sequences < 0 or args.batch_size < 1:
-            raise UserError("--sequences must be >= 0 and --batch-size >= 1")
-        net = load_predictor(args.checkpoint)
-        run_dir = os.path.dirname(os.path.abspath(args.checkpoint))
-        cfg_path = os.path.join(run_dir, "config.json")
-        cfg = Config.load(cfg_path) if os.path.exists(cfg_path) else None
-        out = args.out or run_dir
-        output_dir(out)
-        if not args.data and args.sequences == 0:
-            raise UserError("--sequences 0 (all) needs --data")
-        videos, desc = test_videos(args, seq_len=20, num_digits=cfg.train.num_digits if cfg else 2)
-        results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon,
-                                    args.protocols)
-        report = {"checkpoint": os.path.abspath(args.checkpoint),
-                  "config": cfg.to_dict() if cfg else None,
-                  "data": desc, "data_range": 1.0,
-                  "metrics": {k: m.description for k, m in metrics.METRICS.items()},
-                  "seconds": round(seconds, 1), "peak_rss_mb": peak_rss_mb(), **results}
-        where = desc.get("digits", desc["source"])
-        write_figures(net, videos, results, out, args.context, args.horizon, where)
-        runio.write_json(report, os.path.join(out, "metrics.json"))
-        for proto in [k for k in results]:
-            print(f"{proto}:")
-            for name, r in results[proto].items():
-                m = r["mean"]
-                print(f"  {name:16s} PSNR {m['psnr']:6.2f}  SSIM {m['ssim']:.4f}  "
-                      f"MSE/frame {m['mse_frame']:7.2f}  MAE/frame {m['mae_frame']:7.2f}")
-        print(f"wrote {os.path.join(out, 'metrics.json')} ({desc['sequences']} sequences, {seconds:.0f} s)")
-    return run_cli(run)
+    return run_cli(lambda: run(args))
 
 
 if __name__ == "__main__":

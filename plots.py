@@ -204,22 +204,22 @@ def learning_curves(runs: dict, references: list, path):
 
 def main(argv=None) -> int:
     """`python plots.py RUN_DIR`: redraw a run's loss and training curves from its log.csv."""
-    import sys
+    from cli import CliParser, UserError, run_cli
 
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python plots.py RUN_DIR", file=sys.stderr)
-        return 2
-    log_path = os.path.join(argv[0], "log.csv")
-    try:
-        log = read_log(log_path)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"error: cannot read {log_path} ({e})", file=sys.stderr)
-        return 2
-    for p in (loss_curve(log, os.path.join(argv[0], "loss_curve.png")),
-              training_curves(log, os.path.join(argv[0], "training_curves.png"))):
-        print("wrote", p)
-    return 0
+    p = CliParser("Redraws a run's loss_curve.png and training_curves.png from its log.csv.", "python plots.py")
+    p.add_argument("run_dir", help="a run folder of train.py (holds log.csv)")
+    args = p.parse_args(argv)
+
+    def run():
+        log_path = os.path.join(args.run_dir, "log.csv")
+        try:
+            log = read_log(log_path)
+        except (OSError, KeyError, ValueError) as e:  # missing, unreadable or not a CSV log
+            raise UserError(f"cannot read {log_path} ({e})") from None
+        for path in (loss_curve(log, os.path.join(args.run_dir, "loss_curve.png")),
+                     training_curves(log, os.path.join(args.run_dir, "training_curves.png"))):
+            print("wrote", path)
+    return run_cli(run)
 
 
 if __name__ == "__main__":

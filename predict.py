@@ -11,7 +11,6 @@ frames carry a white border) and NAME_forecast.npy (uint8 (T + frames, 64, 64)).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -94,7 +93,7 @@ def to_model_frames(clip: np.ndarray, size: int = 64) -> np.ndarray:
 
 
 def parse_args(argv=None):
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python predict.py")
     p.add_argument("clip", help="a .gif, .npy or video file")
     p.add_argument("--checkpoint", default="results/model.keras", help="the predictor (default: %(default)s)")
     p.add_argument("--frames", type=int, default=10, help="frames to forecast, >= 1 (default: %(default)s)")

@@ -24,7 +24,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 import runio  # noqa: E402
-from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, output_dir, run_cli  # noqa: E402
 from config import PRESETS, Config, preset_config  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
@@ -34,7 +34,7 @@ SEED_PRESET_SEQ_PER_S_CPU = 0.5  # benchmarks/train_throughput.py: reference mod
 # --------------------------------------------------------------------------- CLI
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python train.py")
     p.add_argument("--preset", default="seed", choices=sorted(PRESETS),
                    help="seed = reference model and recipe (GPU); cpu = fast CPU model; smoke = seconds")
     p.add_argument("--mnist", default=None,
@@ -85,6 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="tf.distribute: mirrored = all local GPUs (or logical CPUs); multiworker = "
                         "MultiWorkerMirroredStrategy configured by TF_CONFIG; auto = multiworker if "
                         "TF_CONFIG is set, mirrored if several GPUs, else none (see distribute.py)")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also log losses and metrics for TensorBoard into DIR (tensorboard --logdir DIR)")
     p.add_argument("--time-budget-min", type=float, default=None,
                    help="stop after the first epoch that ends past this many minutes (resumable)")
     p.add_argument("--verbose", type=int, default=None, help="Keras fit verbosity (default: 1 on a TTY, else 2)")
@@ -95,7 +97,10 @@ def config_from_args(args) -> Config:
     cfg = preset_config(args.preset)
     m = {"patch_size": args.patch_size, "precision": args.precision, "bn_momentum": args.bn_momentum}
     if args.filters:
-        m["filters"] = tuple(int(f) for f in args.filters.split(","))
+        try:
+            m["filters"] = tuple(int(f) for f in args.filters.split(","))
+        except ValueError:
+            raise InputError(f"--filters must be comma-separated integers, got {args.filters!r}") from None
         if len(m["filters"]) != len(cfg.model.kernel_sizes):
             raise UserError(f"--filters needs {len(cfg.model.kernel_sizes)} values")
     if args.input_skip is not None:
@@ -133,6 +138,18 @@ def config_from_args(args) -> Config:
         raise UserError(f"--val-rollout-sequences must be >= 0, got {tr.val_rollout_sequences}")
     if tr.val_rollout_sequences and tr.seq_len < tr.context_frames + 1:
         raise UserError(f"--val-rollout-sequences needs --seq-len > --context-frames ({tr.context_frames})")
+    mc = cfg.model
+    if not 0 < mc.bn_momentum < 1:
+        raise InputError(f"--bn-momentum must be in (0, 1), got {mc.bn_momentum}")
+    if mc.patch_size < 1 or mc.frame_size % mc.patch_size:
+        raise InputError(f"--patch-size must divide the {mc.frame_size}-pixel frames, got {mc.patch_size}")
+    if min(mc.filters) < 1:
+        raise InputError(f"--filters must be positive, got {mc.filters}")
+    if tr.val_sequences < 1 or tr.context_frames < 1 or tr.feedback_passes < 0:
+        raise InputError(f"--val-sequences and --context-frames must be >= 1 and --feedback-passes >= 0, got "
+                         f"{tr.val_sequences}, {tr.context_frames}, {tr.feedback_passes}")
+    if args.time_budget_min is not None and not args.time_budget_min >= 0:
+        raise InputError(f"--time-budget-min must be >= 0, got {args.time_budget_min}")
     return cfg
 
 
@@ -272,7 +289,7 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_frames=None):
+def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_frames=None, tensorboard=None):
     """The training callbacks in their order, and the TimeBudget among them."""
     budget = TimeBudget(time_budget_min, out)
     cbs = [
@@ -292,6 +309,8 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_fra
     if tr.lr_schedule == "plateau":  # a sized schedule runs to its end
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=tr.patience))
     cbs.append(keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True))
+    if tensorboard:
+        cbs.append(keras.callbacks.TensorBoard(tensorboard))
     return cbs, budget
 
 
@@ -410,7 +429,7 @@ def data_streams(cfg: Config, train_digits, val_digits, global_batch: int, worke
 
 
 def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=None, verbose=None,
-          init=None, strategy="none"):
+          init=None, strategy="none", tensorboard=None):
     """Trains `cfg` into the run folder `out`; returns the Keras History.
 
     Every check (data, checkpoint to start from and its architecture, output
@@ -442,7 +461,7 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     global_batch = distribute.global_batch(strat, tr.batch_size)
     start = completed_epochs(out) * tr.steps_per_epoch  # the data stream goes on where it stopped
     train_ds, val_ds, rollout_frames = data_streams(cfg, train_digits, val_digits, global_batch, worker, start)
-    callbacks, budget = make_callbacks(net, out, tr, time_budget_min, rollout_frames)
+    callbacks, budget = make_callbacks(net, out, tr, time_budget_min, rollout_frames, tensorboard)
     if resuming:
         print(f"resuming the interrupted run in {out} (data stream from step {start})", flush=True)
     t0 = time.time()
@@ -464,7 +483,8 @@ def finish_run(out: str, history, budget, seconds: float, seqs_per_epoch: int) -
     if not os.path.exists(os.path.join(out, "model.keras")):
         raise UserError("training produced no checkpoint (validation loss never finite)")
     n = len(history.epoch)
-    print(f"trained {n} epoch{'s' if n != 1 else ''} ({n * seqs_per_epoch} sequences) in {seconds / 60:.1f} min; "
+    took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+    print(f"trained {n} epoch{'s' if n != 1 else ''} ({n * seqs_per_epoch} sequences) in {took}; "
           f"best model: {os.path.join(out, 'model.keras')}"
           + (" (time budget reached: run again to resume)" if budget.hit else ""), flush=True)
 
@@ -476,7 +496,7 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         out = args.out or os.path.join("runs", args.preset)
         train(cfg, out, mnist=args.mnist, overwrite=args.overwrite,
-              time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init,
+              time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init, tensorboard=args.tensorboard,
               strategy=args.strategy)
     return run_cli(run)
 

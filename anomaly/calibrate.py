@@ -18,15 +18,13 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import argparse  # noqa: E402
-
 import numpy as np  # noqa: E402
 
 from cli import CliParser, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python -m anomaly.calibrate")
     p.add_argument("--model", required=True)
     p.add_argument("--videos", required=True, help="glob of held-out normal clips")
     p.add_argument("--percentile", type=float, default=None, help="default: the model's")

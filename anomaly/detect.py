@@ -11,7 +11,6 @@ the streaming detector's frames per second (features + model).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import sys
@@ -25,7 +24,7 @@ from cli import CliParser, output_dir, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python -m anomaly.detect")
     p.add_argument("--model", required=True, action="append",
                    help="a detector folder; repeat for an ensemble (errors averaged)")
     p.add_argument("--source", required=True, help="a video file")

@@ -17,12 +17,13 @@ reduced as the model is and (a second entry) the other way, worst cell or mean.
 Every metric is reported pooled and per anomaly kind (each kind's clips with the
 normal clips; "speed" and "pattern" groups), the kind read from the clip name
 (NAME_NN.mp4, as `anomaly.synthetic` writes them).
-Writes OUT/metrics.json, OUT/roc.png and one score plot per video.
+Writes OUT/metrics.json, OUT/roc.png and one score plot per video (OUT: --out,
+default runs/anomaly_eval; an earlier evaluation there is replaced, whole, only
+with --overwrite).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import NamedTuple
@@ -31,16 +32,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, UserError, output_dir, run_cli  # noqa: E402
 import runio  # noqa: E402
+from cli import CliParser, UserError, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python -m anomaly.evaluate")
     p.add_argument("--model", required=True, action="append", help="detector folder (repeat: ensemble)")
     p.add_argument("--videos", required=True)
     p.add_argument("--labels", default=None, help="folder of NAME.labels.txt (default: beside each video)")
-    p.add_argument("--out", default=os.path.join("results", "anomaly"))
+    p.add_argument("--out", default=os.path.join("runs", "anomaly_eval"), help="output folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the results already in --out (all of them: a folder holds one evaluation)")
     p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
     p.add_argument("--smooth", type=int, default=None,
                    help="max over the last N frames' scores (default: the model's; 1 = off)")
@@ -51,6 +54,10 @@ def parse_args(argv=None):
                    help="normal clips (the model's training clips) to fit the per-location baseline on; "
                         "without it that baseline is left out")
     return p.parse_args(argv)
+
+
+# What an evaluation writes into --out, replaced together (no stale per-clip plots).
+OUTPUTS = ("metrics.json", "roc.png", "scores_*.png")
 
 
 def flow_speed(raw: np.ndarray) -> np.ndarray:
@@ -149,13 +156,13 @@ def evaluate(args) -> dict:
     from anomaly.location import LocationModel
     from anomaly.video import expand_videos, read_video
 
+    runio.check_replace(args.out, "metrics.json", args.overwrite)
     det = apply_overrides(Detector.load(args.model), args)
     paths = expand_videos(args.videos)
     location = None
     if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
         location = LocationModel(border=det.border).fit(
             [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
-    output_dir(args.out)
     methods = {"model": "motion model" if det.objective == "motion" else "ConvLSTM AE",
                "baseline_mean_flow_magnitude": "mean flow magnitude",
                "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}
@@ -163,26 +170,24 @@ def evaluate(args) -> dict:
         methods["baseline_per_location"] = f"per-location motion model ({det.score})"
         methods[f"baseline_per_location_{other_reduction(det.score)}"] = \
             f"per-location motion model ({other_reduction(det.score)})"
-    clips, per_video = [], {}
-    for p in paths:
-        c = score_clip(det, p, args.labels, location)
-        stem = os.path.splitext(os.path.basename(p))[0]
-        clips.append(c)
-        per_video[stem] = c.summary
-        plots.anomaly_scores(os.path.join(args.out, f"scores_{stem}.png"), c.model_all, det.threshold,
-                             c.labels_all, stem)
-    per_kind = per_group_reports(clips, methods)
-    s = np.concatenate([c.scores["model"] for c in clips])
-    y = np.concatenate([c.labels for c in clips])
+    clips = {os.path.splitext(os.path.basename(p))[0]: score_clip(det, p, args.labels, location) for p in paths}
+    per_video = {stem: c.summary for stem, c in clips.items()}
+    per_kind = per_group_reports(list(clips.values()), methods)
+    s = np.concatenate([c.scores["model"] for c in clips.values()])
+    y = np.concatenate([c.labels for c in clips.values()])
     res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score,
            "smooth": det.smooth, "border": det.border, **per_kind.get("all", {}),
            "per_kind": per_kind, "normal_videos": args.normal_videos,
            "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
                             "fpr": float(np.mean(s[y == 0] > det.threshold))},
            "per_video": per_video, "models": args.model}
-    plots.roc_figure({label: np.concatenate([c.scores[m] for c in clips]) for m, label in methods.items()}, y,
-                     os.path.join(args.out, "roc.png"))
-    runio.write_json(res, os.path.join(args.out, "metrics.json"))
+    with runio.output_set(args.out, OUTPUTS) as stage:
+        for stem, c in clips.items():
+            plots.anomaly_scores(os.path.join(stage, f"scores_{stem}.png"), c.model_all, det.threshold,
+                                 c.labels_all, stem)
+        plots.roc_figure({label: np.concatenate([c.scores[m] for c in clips.values()]) for m, label in methods.items()},
+                         y, os.path.join(stage, "roc.png"))
+        runio.write_json(res, os.path.join(stage, "metrics.json"))
     print(f"{'ROC-AUC (pooled with the normal clips)':40s}" + "".join(f"{m[:22]:>24s}" for m in methods))
     for group, rep in per_kind.items():
         print(f"{group:40s}" + "".join(f"{rep[m]['roc_auc']:24.3f}" for m in methods))

@@ -105,7 +105,7 @@ def fuse(parts: np.ndarray, scales) -> np.ndarray:
 
 
 def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, lr: float = 1e-3,
-        epochs: int = 30, batch_size: int = 32, patience: int = 6, verbose: int = 2):
+        epochs: int = 30, batch_size: int = 32, patience: int = 6, verbose: int = 2, callbacks=()):
     """Trains a motion model on normal clips' raw features.
 
     Args:
@@ -113,6 +113,7 @@ def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, 
             each clip, which has no flow, is left out).
         density_norm: callable raw features -> normalised (the detector's Normalizer).
         cfg: the model's config (its speed_scale is set here from the training clips).
+        callbacks: more Keras callbacks for the fit (e.g. TensorBoard).
 
     Returns:
         (model, cfg with speed_scale, keras History).
@@ -138,7 +139,7 @@ def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, 
                   loss_weights={"logits": 1.0, "speed": SPEED_WEIGHT})
     cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, patience // 2), factor=0.5),
            keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True),
-           keras.callbacks.TerminateOnNaN()]
+           keras.callbacks.TerminateOnNaN(), *callbacks]
     hist = model.fit(xtr, ytr, validation_data=(xva, yva), epochs=epochs, batch_size=batch_size,
                      callbacks=cbs, verbose=verbose, shuffle=True)
     return model, cfg, hist

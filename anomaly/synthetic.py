@@ -22,7 +22,6 @@ videos; labels are one 0/1 per frame in NAME.labels.txt.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 import numpy as np
@@ -278,7 +277,7 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
 
 
 def main(argv=None) -> int:
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python -m anomaly.synthetic")
     p.add_argument("--out", default=os.path.join("data", "crowd"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=160)

@@ -15,7 +15,6 @@ detector.json (features, normaliser, window, stride, threshold, losses, epoch).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -25,7 +24,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, InputError, UserError, output_dir, run_cli  # noqa: E402
+import runio  # noqa: E402
+from cli import CliParser, InputError, UserError, run_cli  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
 
@@ -59,6 +59,8 @@ class TrainSettings:
     augment: int = 0                  # augmented copies per training clip
     patience: int = 6                 # early stopping
     seed: int = 0
+    overwrite: bool = False           # replace a detector already in `out`
+    tensorboard: str | None = None    # also log the fit for TensorBoard here
     max_frames: int | None = None
     strategy: str = "auto"
     verbose: int = 2
@@ -91,9 +93,12 @@ class TrainSettings:
 
 def parse_args(argv=None) -> TrainSettings:
     d = TrainSettings
-    p = CliParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = CliParser(__doc__, "python -m anomaly.train")
     p.add_argument("--videos", required=True, help='glob of normal clips, e.g. "data/crowd/train/*.mp4"')
     p.add_argument("--out", default=d.out, help="detector folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace a detector already in --out")
+    p.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also log the fit's losses for TensorBoard into DIR (tensorboard --logdir DIR)")
     p.add_argument("--objective", default=d.objective, choices=["reconstruct", "motion"],
                    help="reconstruct: a ConvLSTM autoencoder reconstructs windows of features (default); "
                         "motion: a model of how people move where they stand (anomaly/motion.py)")
@@ -184,14 +189,15 @@ def train(cfg: TrainSettings):
     threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
     import distribute
     from anomaly.config import DetectorConfig
-    from anomaly.detector import Detector, percentile_threshold, windows
+    from anomaly.detector import META, MODEL, Detector, percentile_threshold, windows
     from anomaly.features import FeatureConfig, Normalizer, clip_features
     from anomaly.video import expand_videos, read_video
 
     cfg.check()
     paths = expand_videos(cfg.videos)
     strategy = distribute.make_strategy(cfg.strategy)  # before any TensorFlow work
-    out = output_dir(distribute.chief_out(cfg.out, strategy))  # before the fit, not after
+    out = distribute.chief_out(cfg.out, strategy)
+    runio.check_replace(out, META, cfg.overwrite)  # before the fit, not after
     clips = [read_video(p, cfg.max_frames) for p in paths]
     tr_clips, va_clips = split_clips(clips, cfg.val_fraction)
     rng = np.random.default_rng(cfg.seed)
@@ -223,7 +229,8 @@ def train(cfg: TrainSettings):
         global_batch=distribute.global_batch(strategy, cfg.batch_size))
     val_scores = np.concatenate([Detector([net], [det_cfg]).score_features(f) for f in va_feats])
     det_cfg.threshold = percentile_threshold(val_scores, cfg.percentile)
-    Detector.save(out, net, det_cfg)
+    with runio.output_set(out, (MODEL, META)) as stage:
+        Detector.save(stage, net, det_cfg)
     return det_cfg
 
 
@@ -244,7 +251,7 @@ def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
         ae.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
     cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, cfg.patience // 2), factor=0.5),
            keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
-           keras.callbacks.TerminateOnNaN()]
+           keras.callbacks.TerminateOnNaN(), *tensorboard_callback(cfg)]
     t0 = time.time()
     hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs,
                   batch_size=distribute.global_batch(strategy, cfg.batch_size),
@@ -265,10 +272,16 @@ def fit_motion(cfg: TrainSettings, tr_feats, va_feats, norm) -> tuple:
     t0 = time.time()
     net, m_cfg, hist = motion.fit(tr_feats, va_feats, norm, MotionConfig(frame_size=cfg.frame_size, border=cfg.border),
                                   lr=cfg.lr, epochs=cfg.epochs, batch_size=4 * cfg.batch_size,
-                                  patience=cfg.patience, verbose=cfg.verbose)
+                                  patience=cfg.patience, verbose=cfg.verbose, callbacks=tensorboard_callback(cfg))
     fit_s = round(time.time() - t0, 1)
     return net, {"motion": m_cfg, "scales": motion.calibrate_scales(net, m_cfg, norm, va_feats),
                  "fit_seconds": fit_s, **_losses(hist)}
+
+
+def tensorboard_callback(cfg: TrainSettings) -> list:
+    import keras
+
+    return [keras.callbacks.TensorBoard(cfg.tensorboard)] if cfg.tensorboard else []
 
 
 def _losses(hist) -> dict:

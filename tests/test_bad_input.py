@@ -99,6 +99,12 @@ CASES = [
                           "--warmup-steps", "4"], "--warmup-steps"),
     (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--val-rollout-sequences", "-1"],
      "--val-rollout-sequences"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--bn-momentum", "2"], "--bn-momentum"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--time-budget-min", "-5"], "--time-budget-min"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--patch-size", "3"], "--patch-size"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--filters", "8,0,8"], "--filters"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--filters", "8,x,8"], "--filters"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--context-frames", "0"], "--context-frames"),
     (evaluate.main, ["--checkpoint", "{dir}/none.keras", "--out", "{out}"], "not found"),
     (evaluate.main, ["--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "cannot load"),
     (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{trunc_npy}", "--out", "{out}"], "not a readable"),
@@ -160,7 +166,7 @@ def test_bad_input(main, argv, msg, files, tmp_path, capsys):
 
     out = tmp_path / "out"
     out.mkdir()
-    keep = out / "metrics.json"
+    keep = out / "earlier_result.txt"  # whatever fails, what is already there stays
     keep.write_text("earlier result")
     args = [a.format(out=str(out), **files) for a in argv]
     code = None
@@ -174,7 +180,7 @@ def test_bad_input(main, argv, msg, files, tmp_path, capsys):
     assert len(lines) == 1 and lines[0].startswith("error:"), err
     assert re.search(msg, lines[0]), lines[0]
     assert keep.read_text() == "earlier result"
-    assert sorted(os.listdir(out)) == ["metrics.json"]
+    assert sorted(os.listdir(out)) == ["earlier_result.txt"]
 
 
 def test_corrupt_npz_is_a_data_error(tmp_path):

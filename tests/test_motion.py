@@ -133,7 +133,7 @@ def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model,
         Detector([net, net], [meta, ae_meta])
 
 
-def test_cli_trains_and_evaluates_a_motion_detector(tmp_path):
+def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys):
     from anomaly import evaluate, synthetic, train
 
     data = str(tmp_path / "crowd")
@@ -142,7 +142,8 @@ def test_cli_trains_and_evaluates_a_motion_detector(tmp_path):
     out = str(tmp_path / "det")
     assert train.main(["--videos", os.path.join(data, "lanes", "train", "*.mp4"), "--out", out, "--epochs", "1",
                        "--frame-size", "32", "--objective", "motion", "--mog2-learning-rate", "0.001",
-                       "--verbose", "0"]) == 0
+                       "--verbose", "0", "--tensorboard", str(tmp_path / "tb")]) == 0
+    assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(tmp_path / "tb") for f in fs)
     meta = json.load(open(os.path.join(out, "detector.json")))
     assert meta["objective"] == "motion" and meta["window"] == 2 and meta["motion"]["frame_size"] == 32
     assert meta["motion"]["speed_scale"] > 0 and meta["threshold"] > 0
@@ -152,4 +153,21 @@ def test_cli_trains_and_evaluates_a_motion_detector(tmp_path):
     m = json.load(open(os.path.join(ev, "metrics.json")))
     assert {"stop", "wrong_way", "pattern"} <= set(m["per_kind"])
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "*.mp4"), "--out", ev,
-                          "--border", "0"]) == 2
+                          "--border", "0", "--overwrite"]) == 2
+    assert "fixed when it is trained" in capsys.readouterr().err
+    # a folder holds one evaluation: replaced only with --overwrite, and then whole
+    plots = sorted(f for f in os.listdir(ev) if f.startswith("scores_"))
+    assert len(plots) == 7  # one per test clip
+    stop_only = os.path.join(data, "lanes", "test", "[ns]*_00.mp4")  # normal_00 and stop_00
+    assert evaluate.main(["--model", out, "--videos", stop_only, "--out", ev]) == 2
+    assert "--overwrite" in capsys.readouterr().err and len(os.listdir(ev)) == len(plots) + 2
+    assert evaluate.main(["--model", out, "--videos", stop_only, "--out", ev, "--overwrite"]) == 0
+    assert sorted(f for f in os.listdir(ev) if f.startswith("scores_")) == ["scores_normal_00.png", "scores_stop_00.png"]
+    # a detector is replaced only with --overwrite, checked before any work
+    before = open(os.path.join(out, "detector.json")).read()
+    assert train.main(["--videos", os.path.join(data, "lanes", "train", "*.mp4"), "--out", out, "--epochs", "1",
+                       "--frame-size", "32", "--objective", "motion", "--verbose", "0"]) == 2
+    assert "--overwrite" in capsys.readouterr().err and open(os.path.join(out, "detector.json")).read() == before
+    assert train.main(["--videos", os.path.join(data, "lanes", "train", "*.mp4"), "--out", out, "--epochs", "1",
+                       "--frame-size", "32", "--objective", "motion", "--verbose", "0", "--overwrite"]) == 0
+    assert open(os.path.join(out, "detector.json")).read() != before

@@ -80,3 +80,19 @@ def test_output_dir_names_the_flag(tmp_path):
     assert output_dir(str(tmp_path / "new" / "deep")) == str(tmp_path / "new" / "deep")
     with pytest.raises(UserError, match="--model-out .*cannot create"):
         output_dir(str(f / "sub"), "--model-out")
+
+
+@pytest.mark.parametrize("module,command", [
+    ("train", "python train.py"), ("evaluate", "python evaluate.py"), ("predict", "python predict.py"),
+    ("eda", "python eda.py"), ("plots", "python plots.py"), ("anomaly.train", "python -m anomaly.train"),
+    ("anomaly.detect", "python -m anomaly.detect"), ("anomaly.evaluate", "python -m anomaly.evaluate"),
+    ("anomaly.calibrate", "python -m anomaly.calibrate"), ("anomaly.synthetic", "python -m anomaly.synthetic")])
+def test_every_command_names_itself_in_usage_errors(module, command, capsys):
+    import importlib
+
+    main = importlib.import_module(module).main
+    with pytest.raises(SystemExit) as e:
+        main(["--no-such-flag"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and f"(see {command} --help)" in err, err

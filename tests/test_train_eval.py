@@ -255,3 +255,35 @@ def test_a_run_killed_in_its_first_epoch_starts_again(tmp_path, mnist_dir):
     assert train.run_state(str(out)) == "new"
     assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", str(out)]) == 0
     assert train.run_state(str(out)) == "finished"
+
+
+def test_evaluate_replaces_its_results_only_with_overwrite_and_as_one_set(run_dir, tmp_path, capsys, monkeypatch):
+    """Results already in --out are kept unless --overwrite; an evaluation without
+    a rollout replaces a folder's earlier rollout figures too (one consistent set);
+    the default --out is under runs/, never beside a shipped model."""
+    raw = np.zeros((20, 2, 64, 64), np.uint8)
+    raw[:, :, 10:20, 10:20] = 255
+    data_path = str(tmp_path / "seq.npy")
+    np.save(data_path, raw)
+    out = str(tmp_path / "o")
+    args = ["--checkpoint", os.path.join(run_dir, "model.keras"), "--data", data_path, "--sequences", "0",
+            "--out", out]
+    assert evaluate.main(args) == 0
+    assert os.path.exists(os.path.join(out, "rollout.gif"))
+    before = open(os.path.join(out, "metrics.json")).read()
+    assert evaluate.main(args + ["--protocols", "next_frame"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert open(os.path.join(out, "metrics.json")).read() == before
+    assert evaluate.main(args + ["--protocols", "next_frame", "--overwrite"]) == 0
+    assert not os.path.exists(os.path.join(out, "rollout.gif"))  # the earlier set's rollout files are gone
+    assert "rollout_10_10" not in json.load(open(os.path.join(out, "metrics.json")))
+    assert not [f for f in os.listdir(out) if f.startswith(".staging")]
+    assert evaluate.default_out("results/model.keras") == os.path.join("runs", "eval", "results")
+
+
+def test_tensorboard_logs_for_both_trainers(tmp_path, mnist_dir):
+    """--tensorboard DIR leaves TensorBoard event files of the fit (train and validation)."""
+    tb = tmp_path / "tb"
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", str(tmp_path / "r"), "--tensorboard", str(tb)]) == 0
+    events = [os.path.join(r, f) for r, _, fs in os.walk(tb) for f in fs if f.startswith("events.out.tfevents")]
+    assert {os.path.basename(os.path.dirname(e)) for e in events} >= {"train", "validation"}

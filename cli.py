@@ -63,3 +63,13 @@ def output_dir(path: str, flag: str = "--out", create: bool = True) -> str:
     if not os.access(path, os.W_OK):
         raise UserError(f"{flag} {path} is not writable")
     return path
+
+
+def progress(total: int, unit: str):
+    """A Keras progress bar for a long step, on a terminal only (None when the
+    output goes to a file or a pipe, so logs stay quiet)."""
+    if not sys.stdout.isatty():
+        return None
+    import keras
+
+    return keras.utils.Progbar(total, unit_name=unit)

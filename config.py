@@ -158,8 +158,14 @@ class Config:
 
     @classmethod
     def load(cls, path) -> "Config":
-        with open(path) as f:
-            return cls.from_json(f.read())
+        """A saved config.json; an InputError naming the file if it is missing or malformed."""
+        try:
+            with open(path) as f:
+                return cls.from_json(f.read())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{path}: not a readable config.json ({e})") from None
+        except (TypeError, AttributeError, KeyError) as e:
+            raise InputError(f"{path}: not a run's config.json ({e})") from None
 
 
 # The named presets, in one place. Each is a set of overrides of the defaults.

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import metrics  # noqa: E402
 import runio  # noqa: E402
-from cli import CliParser, InputError, UserError, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, progress, run_cli  # noqa: E402
 from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
 
 CURVES = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per forecast step
@@ -146,6 +146,7 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
                         f"{context + horizon} frames (these have {t})")
     nf, ro = Accumulator(), Accumulator()
     n = len(videos)
+    bar = progress(n, "sequences")
     t0 = time.time()
     for i in range(0, n, batch_size):
         v = data.to_float(videos[i:i + batch_size])
@@ -165,6 +166,8 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
             ro.add("model", fut, r)
             ro.add("copy_last_frame", fut, np.repeat(ctx[:, -1:], horizon, axis=1))
             ro.add("all_black", fut, np.zeros_like(fut))
+        if bar is not None:
+            bar.update(min(i + batch_size, n))
     seconds = time.time() - t0
     out = {}
     if do_next:

@@ -35,11 +35,13 @@ SEED_PRESET_SEQ_PER_S_CPU = 0.5  # benchmarks/train_throughput.py: reference mod
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = CliParser(__doc__, "python train.py")
-    p.add_argument("--preset", default="seed", choices=sorted(PRESETS),
-                   help="seed = reference model and recipe (GPU); cpu = fast CPU model; smoke = seconds")
+    p.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="seed = reference model and recipe (GPU; the default); cpu = fast CPU model; smoke = seconds")
+    p.add_argument("--config", default=None, metavar="RUN/config.json",
+                   help="start from a saved run's whole config (reproduces it); flags given as well override it")
     p.add_argument("--mnist", default=None,
                    help="local MNIST: folder of IDX .gz files or mnist.npz (else $MNIST_PATH, else download)")
-    p.add_argument("--out", default=None, help="run folder (default runs/PRESET)")
+    p.add_argument("--out", default=None, help="run folder (default runs/PRESET, the config's preset)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None)
@@ -94,7 +96,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def config_from_args(args) -> Config:
-    cfg = preset_config(args.preset)
+    if args.config and args.preset:
+        raise InputError("--config and --preset both say where the config starts: give one")
+    cfg = Config.load(args.config) if args.config else preset_config(args.preset or "seed")
     m = {"patch_size": args.patch_size, "precision": args.precision, "bn_momentum": args.bn_momentum}
     if args.filters:
         try:
@@ -494,7 +498,7 @@ def main(argv=None) -> int:
 
     def run():
         cfg = config_from_args(args)
-        out = args.out or os.path.join("runs", args.preset)
+        out = args.out or os.path.join("runs", cfg.preset)
         train(cfg, out, mnist=args.mnist, overwrite=args.overwrite,
               time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init, tensorboard=args.tensorboard,
               strategy=args.strategy)

@@ -54,6 +54,22 @@ def stream(det, source: str):
     return np.array(scores), flags, np.stack(frames), fps
 
 
+def scene_warnings(scores: np.ndarray, threshold: float, frame_hw: tuple, size: int) -> list[str]:
+    """One line per sign that the video is outside what the detector knows: most
+    frames far above the threshold (a scene unlike its training clips, not an
+    anomaly in every frame), or frames squeezed to the square feature size."""
+    out = []
+    h, w = frame_hw
+    if h != w:
+        out.append(f"note: the {w}x{h} frames are squeezed to {size}x{size} for the features (aspect ratio changed)")
+    s = scores[np.isfinite(scores)]
+    if len(s) and threshold > 0 and np.median(s) > 5 * threshold:
+        out.append(f"warning: the median score is {np.median(s) / threshold:.0f}x the threshold: this scene is "
+                   "unlike the detector's training clips; calibrate on this camera's normal footage "
+                   "(python -m anomaly.calibrate) or train on it")
+    return out
+
+
 def write_csv(path, scores, flags):
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
@@ -95,6 +111,8 @@ def main(argv=None) -> int:
         write_video(os.path.join(args.out, "annotated.mp4"), ann)
         if args.gif:
             plots.write_gif(ann, os.path.join(args.out, "annotated.gif"), fps=12)
+        for line in scene_warnings(scores, det.threshold, frames.shape[1:3], det.feature_cfg.frame_size):
+            print(line, file=sys.stderr)
         n_anom = sum(1 for a in flags if a)
         print(f"{len(frames)} frames at {fps:.1f} frames/s (features + model, streaming); "
               f"{n_anom} flagged anomalous; wrote {args.out}/scores.csv, scores.png, annotated.mp4")

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import runio  # noqa: E402
-from cli import CliParser, UserError, run_cli  # noqa: E402
+from cli import CliParser, UserError, progress, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -170,7 +170,11 @@ def evaluate(args) -> dict:
         methods["baseline_per_location"] = f"per-location motion model ({det.score})"
         methods[f"baseline_per_location_{other_reduction(det.score)}"] = \
             f"per-location motion model ({other_reduction(det.score)})"
-    clips = {os.path.splitext(os.path.basename(p))[0]: score_clip(det, p, args.labels, location) for p in paths}
+    clips, bar = {}, progress(len(paths), "clips")
+    for i, p in enumerate(paths):
+        clips[os.path.splitext(os.path.basename(p))[0]] = score_clip(det, p, args.labels, location)
+        if bar is not None:
+            bar.update(i + 1)
     per_video = {stem: c.summary for stem, c in clips.items()}
     per_kind = per_group_reports(list(clips.values()), methods)
     s = np.concatenate([c.scores["model"] for c in clips.values()])

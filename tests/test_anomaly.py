@@ -245,7 +245,7 @@ def test_video_round_trip_and_bad_input(tmp_path):
         write_video(str(tmp_path / "x.mp4"), np.zeros((2, 8, 8), np.uint8))
 
 
-def test_cli_train_detect_evaluate(tmp_path):
+def test_cli_train_detect_evaluate(tmp_path, capsys):
     from anomaly import detect, evaluate, synthetic, train
 
     data = str(tmp_path / "crowd")
@@ -268,6 +268,9 @@ def test_cli_train_detect_evaluate(tmp_path):
     assert rows[1] == "0,," and rows[8].split(",")[1] != ""  # first scored frame = window - 1 = 7
     for f in ("scores.png", "annotated.mp4"):
         assert os.path.getsize(os.path.join(d, f)) > 0
+    capsys.readouterr()
+    assert detect.main(["--model", out, "--source", src, "--out", str(tmp_path / "d2"), "--threshold", "1e-9"]) == 0
+    assert "warning: the median score is" in capsys.readouterr().err  # every frame far above: says why
     ev = str(tmp_path / "eval")
     assert meta["score"] == "local" and meta["border"] == 4 and meta["stride"] == 1 and meta["train_stride"] == 4
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev,
@@ -507,3 +510,13 @@ def test_detector_config_round_trip_and_older_folders():
         DetectorConfig.from_dict({**old, "treshold": 1.0})
     with pytest.raises(InputError, match="malformed"):
         DetectorConfig.from_dict({**old, "features": {**old["features"], "colour": True}})
+
+
+def test_scene_warnings_by_hand():
+    from anomaly.detect import scene_warnings
+
+    scores = np.array([np.nan, 6.0, 7.0, 8.0])
+    assert scene_warnings(scores, 1.0, (64, 64), 64)[0].startswith("warning: the median score is 7x")
+    assert scene_warnings(scores, 2.0, (64, 64), 64) == []          # median 3.5x: anomalies, maybe
+    assert scene_warnings(scores, 2.0, (48, 80), 64) == [
+        "note: the 80x48 frames are squeezed to 64x64 for the features (aspect ratio changed)"]

@@ -120,3 +120,18 @@ def test_bad_video_and_type(checkpoint, tmp_path, capsys):
     (tmp_path / "v.txt").write_text("hi")
     assert _run(checkpoint, tmp_path / "v.txt", tmp_path) == 2
     assert "unsupported" in capsys.readouterr().err
+
+
+def test_clips_unlike_moving_mnist_get_one_warning_line_each(checkpoint, tmp_path, capsys):
+    """A bright, non-square camera-like clip still gets a forecast (exit 0), with
+    a line saying the aspect ratio changed and one saying it is unlike the training data."""
+    rng = np.random.default_rng(0)
+    clip = (rng.random((5, 48, 80)) * 0.5 + 0.3).astype(np.float32)  # grey, textured, wide
+    np.save(str(tmp_path / "cam.npy"), clip)
+    assert _run(checkpoint, tmp_path / "cam.npy", tmp_path) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert any(l.startswith("note: the 80x48 frames were squeezed") for l in err), err
+    assert any(l.startswith("warning: this clip is unlike the training data") for l in err), err
+    np.save(str(tmp_path / "digits.npy"), _moving(size=64))
+    assert _run(checkpoint, tmp_path / "digits.npy", tmp_path) == 0
+    assert capsys.readouterr().err == ""  # Moving MNIST itself: nothing to say

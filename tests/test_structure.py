@@ -96,3 +96,15 @@ def test_every_command_names_itself_in_usage_errors(module, command, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and f"(see {command} --help)" in err, err
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    import sys
+
+    from cli import progress
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert progress(10, "clips") is None
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    bar = progress(10, "clips")
+    assert bar is not None and bar.target == 10

@@ -287,3 +287,28 @@ def test_tensorboard_logs_for_both_trainers(tmp_path, mnist_dir):
     assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", str(tmp_path / "r"), "--tensorboard", str(tb)]) == 0
     events = [os.path.join(r, f) for r, _, fs in os.walk(tb) for f in fs if f.startswith("events.out.tfevents")]
     assert {os.path.basename(os.path.dirname(e)) for e in events} >= {"train", "validation"}
+
+
+def test_config_flag_reproduces_a_saved_run(run_dir, mnist_dir, tmp_path, capsys):
+    """`train.py --config RUN/config.json` trains the same config (the same seed:
+    the same weights); flags given as well override it; a broken file is one error line."""
+    import keras
+
+    from config import Config
+
+    saved = os.path.join(run_dir, "config.json")
+    again = str(tmp_path / "again")
+    assert train.main(["--config", saved, "--mnist", mnist_dir, "--out", again]) == 0
+    assert Config.load(os.path.join(again, "config.json")) == Config.load(saved)
+    a = keras.saving.load_model(os.path.join(run_dir, "model.keras"), compile=False)
+    b = keras.saving.load_model(os.path.join(again, "model.keras"), compile=False)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, atol=1e-6)
+    other = str(tmp_path / "other")
+    assert train.main(["--config", saved, "--mnist", mnist_dir, "--out", other, "--seed", "5"]) == 0
+    cfg = Config.load(os.path.join(other, "config.json"))
+    assert cfg.train.seed == 5 and cfg.model == Config.load(saved).model
+    (tmp_path / "bad.json").write_text("{not json")
+    assert train.main(["--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert train.main(["--config", saved, "--preset", "cpu", "--out", str(tmp_path / "y")]) == 2

@@ -329,9 +329,14 @@ def run_state(out: str) -> str:
     return "finished" if logged or os.path.exists(os.path.join(out, "model.keras")) else "new"
 
 
+RUN_FILES = ("model.keras", "log.csv", "best.json", "config.json", "loss_curve.png", "training_curves.png")
+REPLACED = ".replaced"  # a finished run being replaced waits here until the new one has finished
+
+
 def prepare_out(out: str, overwrite: bool) -> bool:
     """Makes the run folder ready (after every check has passed); True when
-    resuming an interrupted run. A finished run is replaced only with `overwrite`."""
+    resuming an interrupted run. A finished run is replaced only with `overwrite`,
+    and is moved aside to OUT/.replaced/ (not deleted) until the new run finishes."""
     state = run_state(out)
     if state == "interrupted":
         return True
@@ -339,9 +344,16 @@ def prepare_out(out: str, overwrite: bool) -> bool:
         raise UserError(f"{out} already holds a run (model.keras or log.csv); "
                         "pass --overwrite to replace it or --out NEW_FOLDER")
     output_dir(out)
-    for f in ("model.keras", "log.csv", "best.json"):
+    aside = os.path.join(out, REPLACED)
+    if state == "finished":
+        shutil.rmtree(aside, ignore_errors=True)
+        os.makedirs(aside)
+    for f in RUN_FILES:
         if os.path.exists(os.path.join(out, f)):
-            os.remove(os.path.join(out, f))
+            if state == "finished":
+                os.replace(os.path.join(out, f), os.path.join(aside, f))
+            else:
+                os.remove(os.path.join(out, f))
     return False
 
 
@@ -471,6 +483,7 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     t0 = time.time()
     history = model.fit(train_ds, epochs=-(-run_steps(tr) // tr.steps_per_epoch) if tr.total_steps else tr.epochs,
                         steps_per_epoch=tr.steps_per_epoch, validation_data=val_ds,
+                        shuffle=False,  # the stream is drawn at random already, step by step
                         validation_batch_size=None if keras.backend.backend() == "tensorflow" else global_batch,
                         callbacks=callbacks, verbose=(1 if sys.stdout.isatty() else 2) if verbose is None else verbose)
     finish_run(out, history, budget, time.time() - t0, tr.steps_per_epoch * global_batch)
@@ -480,8 +493,9 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
 def finish_run(out: str, history, budget, seconds: float, seqs_per_epoch: int) -> None:
     """Drops the backup of a run that ended (epochs done or early stop), draws the
     curves, and says what was trained."""
-    if not budget.hit:  # nothing left to resume
+    if not budget.hit:  # nothing left to resume; a run it replaced can go
         shutil.rmtree(os.path.join(out, "backup"), ignore_errors=True)
+        shutil.rmtree(os.path.join(out, REPLACED), ignore_errors=True)
     if os.path.exists(os.path.join(out, "log.csv")):
         write_curves(out)
     if not os.path.exists(os.path.join(out, "model.keras")):

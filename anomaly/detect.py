@@ -1,12 +1,18 @@
-"""Score a video with a trained detector, frame by frame, as a stream.
+"""Score a video file, a camera or a network stream with a trained detector, as a stream.
 
     python -m anomaly.detect --model runs/anomaly --source clip.mp4 --out detections/
+    python -m anomaly.detect --model runs/anomaly --source 0 --duration 60          # camera 0
+    python -m anomaly.detect --model runs/anomaly --source rtsp://camera/stream --max-frames 5000
 
-Writes OUT/scores.csv (frame,score,is_anomaly; frames before the first full
-window have empty score and flag), OUT/scores.png (score over time, the
-threshold and, with --labels, the true anomalous spans) and OUT/annotated.mp4
-(a red border and the score on anomalous frames; --gif for a GIF too). Prints
-the streaming detector's frames per second (features + model).
+Frames are scored as they arrive. At each anomaly onset one line is printed
+(`ALERT frame N at T s: score S > threshold H`), and OUT/scores.csv
+(frame,score,is_anomaly; frames before the first full window have an empty
+score and flag) grows row by row, so a killed run keeps what it scored. The run
+stops when the source ends, drops or sends nothing for --timeout seconds, at
+--max-frames or --duration, or on Ctrl-C, and then writes OUT/scores.png (score
+over time, the threshold and, with --labels, the true anomalous spans) and
+OUT/annotated.mp4 (a red border and the score on anomalous frames; --gif for a
+GIF too), and prints the frames per second it sustained (features + model).
 """
 
 from __future__ import annotations
@@ -20,38 +26,110 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, output_dir, run_cli  # noqa: E402
+import runio  # noqa: E402
+from cli import CliParser, InputError, output_dir, run_cli  # noqa: E402
 
 
 def parse_args(argv=None):
     p = CliParser(__doc__, "python -m anomaly.detect")
     p.add_argument("--model", required=True, action="append",
                    help="a detector folder; repeat for an ensemble (errors averaged)")
-    p.add_argument("--source", required=True, help="a video file")
-    p.add_argument("--out", default="detections")
+    p.add_argument("--source", required=True,
+                   help="a video file, a camera index (0, 1, ...) or a stream URL (rtsp://, http://, ...)")
+    p.add_argument("--out", default="detections", help="output folder (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true", help="replace the detections already in --out")
     p.add_argument("--labels", default=None, help="per-frame 0/1 labels (one per line) to draw")
     p.add_argument("--threshold", type=float, default=None, help="override the calibrated threshold")
-    p.add_argument("--stride", type=int, default=None, help="score a window every N frames")
+    p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
     p.add_argument("--smooth", type=int, default=None,
                    help="max over the last N frames' scores (default: the model's; 1 = off)")
-    p.add_argument("--gif", action="store_true", help="also write annotated.gif")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after N frames")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--timeout", type=float, default=10.0,
+                   help="a live source that sends nothing for this many seconds has ended (default: %(default)s)")
+    p.add_argument("--gif", action="store_true", help="also write annotated.gif (keeps every frame in memory)")
     return p.parse_args(argv)
 
 
-def stream(det, source: str):
-    """Runs the streaming API over a video: (scores with NaN before the first
-    window, flags, frames (for annotation), frames per second)."""
-    from anomaly.video import iter_video
+def check_args(args) -> None:
+    """Every flag and the output folder, before the detector is loaded or the source opened."""
+    for flag in ("max_frames", "duration", "timeout"):
+        value = getattr(args, flag)
+        if value is not None and not value > 0:
+            raise InputError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+    runio.check_replace(args.out, "scores.csv", args.overwrite)
 
-    scores, flags, frames = [], [], []
-    t0 = time.perf_counter()
-    for frame in iter_video(source):
-        r = det.add_frame(frame)
-        frames.append(frame)
-        scores.append(np.nan if r is None else r[1])
-        flags.append(None if r is None else bool(r[0]))
-    fps = len(frames) / (time.perf_counter() - t0)
-    return np.array(scores), flags, np.stack(frames), fps
+
+class Stream:
+    """One run over a source: scores each frame with `det.add_frame`, appends its
+    row to scores.csv (flushed), writes its annotated frame, and prints an alert
+    at each onset. `run()` returns when the source ends or a stop condition hits."""
+
+    def __init__(self, det, out: str, max_frames=None, duration=None, keep_frames=False):
+        self.det, self.out = det, out
+        self.max_frames, self.duration = max_frames, duration
+        self.scores, self.flags, self.frames = [], [], [] if keep_frames else None
+        self.stopped_by = "end of source"
+        self.frame_hw = None
+        self.busy = 0.0  # seconds in det.add_frame: features + model
+
+    def run(self, frames) -> tuple[float, float]:
+        """Consumes an iterable of uint8 RGB frames; returns the frames per second
+        of the detector (features + model) and of the whole loop (outputs written,
+        and waiting for a live source's frames)."""
+        from anomaly.video import VideoWriter
+
+        video = VideoWriter(os.path.join(self.out, "annotated.mp4"))
+        t0 = time.perf_counter()
+        with open(os.path.join(self.out, "scores.csv"), "w", newline="") as f:
+            rows = csv.writer(f)
+            rows.writerow(["frame", "score", "is_anomaly"])
+            try:
+                for frame in frames:
+                    self.add(frame, rows, video, time.perf_counter() - t0)
+                    f.flush()
+                    if self.max_frames is not None and len(self.scores) >= self.max_frames:
+                        self.stopped_by = f"--max-frames {self.max_frames}"
+                        break
+                    if self.duration is not None and time.perf_counter() - t0 >= self.duration:
+                        self.stopped_by = f"--duration {self.duration:g}"
+                        break
+            except KeyboardInterrupt:
+                self.stopped_by = "Ctrl-C"
+            finally:
+                video.close()
+        n = len(self.scores)
+        return n / max(self.busy, 1e-9), n / max(time.perf_counter() - t0, 1e-9)
+
+    def add(self, frame, rows, video, seconds: float) -> None:
+        i = len(self.scores)
+        t = time.perf_counter()
+        r = self.det.add_frame(frame)
+        self.busy += time.perf_counter() - t
+        score, flag = (np.nan, None) if r is None else (r[1], bool(r[0]))
+        if flag and not (self.flags and self.flags[-1]):
+            print(f"ALERT frame {i} at {seconds:.1f} s: score {score:.3f} > threshold {self.det.threshold:.3f}",
+                  flush=True)
+        self.scores.append(score)
+        self.flags.append(flag)
+        rows.writerow([i, "" if not np.isfinite(score) else f"{score:.6f}", "" if flag is None else int(flag)])
+        ann = annotate_frame(frame, score, flag)
+        video.write(ann)
+        self.frame_hw = frame.shape[:2]
+        if self.frames is not None:
+            self.frames.append(ann)
+
+
+def annotate_frame(frame, score: float, flag) -> np.ndarray:
+    """A copy of the frame with its score written on it, and a red border when anomalous."""
+    import cv2
+
+    f = np.array(frame, np.uint8, copy=True)
+    if flag:
+        cv2.rectangle(f, (0, 0), (f.shape[1] - 1, f.shape[0] - 1), (255, 0, 0), 3)
+    txt = "warming up" if not np.isfinite(score) else f"{score:.2f}{' ANOMALY' if flag else ''}"
+    cv2.putText(f, txt, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 0, 0) if flag else (0, 0, 0), 1)
+    return f
 
 
 def scene_warnings(scores: np.ndarray, threshold: float, frame_hw: tuple, size: int) -> list[str]:
@@ -70,53 +148,34 @@ def scene_warnings(scores: np.ndarray, threshold: float, frame_hw: tuple, size: 
     return out
 
 
-def write_csv(path, scores, flags):
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["frame", "score", "is_anomaly"])
-        for i, (s, a) in enumerate(zip(scores, flags)):
-            w.writerow([i, "" if not np.isfinite(s) else f"{s:.6f}", "" if a is None else int(a)])
-    os.replace(tmp, path)
+def detect(args) -> None:
+    import plots
+    from anomaly.detector import Detector, apply_overrides
+    from anomaly.video import iter_video, read_labels
 
-
-def annotate(frames, scores, flags, threshold):
-    import cv2
-
-    out = frames.copy()
-    for i, (f, s, a) in enumerate(zip(out, scores, flags)):
-        if a:
-            cv2.rectangle(f, (0, 0), (f.shape[1] - 1, f.shape[0] - 1), (255, 0, 0), 3)
-        txt = "warming up" if not np.isfinite(s) else f"{s:.2f}{' ANOMALY' if a else ''}"
-        cv2.putText(f, txt, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 0, 0) if a else (0, 0, 0), 1)
-    return out
+    check_args(args)
+    det = apply_overrides(Detector.load(args.model), args)
+    labels = read_labels(args.labels) if args.labels else None
+    source = iter_video(args.source, args.timeout)  # opened before anything is written
+    output_dir(args.out)
+    run = Stream(det, args.out, args.max_frames, args.duration, keep_frames=args.gif)
+    fps, loop_fps = run.run(source)
+    scores = np.array(run.scores)
+    plots.anomaly_scores(os.path.join(args.out, "scores.png"), scores, det.threshold, labels,
+                         os.path.basename(args.source))
+    if args.gif:
+        plots.write_gif(np.stack(run.frames), os.path.join(args.out, "annotated.gif"), fps=12)
+    for line in scene_warnings(scores, det.threshold, run.frame_hw, det.feature_cfg.frame_size):
+        print(line, file=sys.stderr)
+    n_anom = sum(1 for a in run.flags if a)
+    print(f"{len(scores)} frames at {fps:.1f} frames/s (features + model, streaming; {loop_fps:.1f} frames/s "
+          f"with the outputs written; stopped by {run.stopped_by}); {n_anom} flagged anomalous; "
+          f"wrote {args.out}/scores.csv, scores.png, annotated.mp4")
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-
-    def run():
-        import plots
-        from anomaly.detector import Detector, apply_overrides
-        from anomaly.video import read_labels, write_video
-
-        det = apply_overrides(Detector.load(args.model), args)
-        labels = read_labels(args.labels) if args.labels else None
-        output_dir(args.out)
-        scores, flags, frames, fps = stream(det, args.source)
-        write_csv(os.path.join(args.out, "scores.csv"), scores, flags)
-        plots.anomaly_scores(os.path.join(args.out, "scores.png"), scores, det.threshold, labels,
-                             os.path.basename(args.source))
-        ann = annotate(frames, scores, flags, det.threshold)
-        write_video(os.path.join(args.out, "annotated.mp4"), ann)
-        if args.gif:
-            plots.write_gif(ann, os.path.join(args.out, "annotated.gif"), fps=12)
-        for line in scene_warnings(scores, det.threshold, frames.shape[1:3], det.feature_cfg.frame_size):
-            print(line, file=sys.stderr)
-        n_anom = sum(1 for a in flags if a)
-        print(f"{len(frames)} frames at {fps:.1f} frames/s (features + model, streaming); "
-              f"{n_anom} flagged anomalous; wrote {args.out}/scores.csv, scores.png, annotated.mp4")
-    return run_cli(run)
+    return run_cli(lambda: detect(args))
 
 
 if __name__ == "__main__":

@@ -35,13 +35,45 @@ def read_video(path: str, max_frames: int | None = None) -> np.ndarray:
     return np.stack(frames)
 
 
-def iter_video(path: str):
-    """Frames of a video one at a time (uint8 RGB (H, W, 3)), for streaming."""
+def is_live(source: str) -> bool:
+    """A camera index ("0") or a stream URL (rtsp://, http://, ...), not a file."""
+    return source.isdigit() or "://" in source
+
+
+def open_source(source: str, timeout_s: float = 10.0):
+    """An OpenCV capture of a file, a camera index ("0") or a stream URL; a live
+    source that sends nothing for `timeout_s` seconds ends (instead of hanging)."""
     import cv2
 
-    if not os.path.isfile(path):
-        raise VideoError(f"{path}: no such video file")
-    cap = cv2.VideoCapture(path)
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # not a WARN line per stall
+    if source.isdigit():
+        cap = cv2.VideoCapture(int(source))
+    elif "://" in source:
+        ms = int(timeout_s * 1000)
+        cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
+                               [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+    else:
+        if not os.path.isfile(source):
+            raise VideoError(f"{source}: no such video file (or a camera index such as 0, or a stream URL)")
+        cap = cv2.VideoCapture(source)
+    if not cap.isOpened():
+        if is_live(source):
+            raise VideoError(f"{source}: cannot open it (no such camera, stream unreachable, or unsupported)")
+        raise VideoError(f"{source}: no frames could be decoded (corrupt, empty or unsupported video)")
+    return cap
+
+
+def iter_video(source: str, timeout_s: float = 10.0):
+    """Frames one at a time as they arrive (uint8 RGB (H, W, 3)), from a file, a
+    camera index or a stream URL (`open_source`), until the source ends, drops
+    or stalls for `timeout_s` seconds."""
+    cap = open_source(source, timeout_s)  # now, so a source that cannot be opened fails before any output
+    return _frames(cap, source)
+
+
+def _frames(cap, source: str):
+    import cv2
+
     n = 0
     try:
         while True:
@@ -53,30 +85,51 @@ def iter_video(path: str):
     finally:
         cap.release()
     if n == 0:
-        raise VideoError(f"{path}: no frames could be decoded (corrupt, empty or unsupported video)")
+        raise VideoError(f"{source}: no frames could be decoded (corrupt, empty, unsupported or silent source)")
+
+
+class VideoWriter:
+    """Frames written one at a time into an MP4 (mp4v) or AVI (MJPG) file: to a
+    temporary file, renamed to `path` on `close()` (so a finished file is never
+    half-written); the size is the first frame's."""
+
+    def __init__(self, path: str, fps: float = 25.0):
+        ext = os.path.splitext(path)[1].lower()
+        self.fourcc = {".mp4": "mp4v", ".avi": "MJPG"}.get(ext)
+        if self.fourcc is None:
+            raise VideoError(f"{path}: write .mp4 or .avi")
+        self.path, self.fps, self.tmp, self.writer = path, fps, f"{path}.tmp{os.getpid()}{ext}", None
+
+    def write(self, frame: np.ndarray) -> None:
+        """One uint8 RGB (H, W, 3) frame."""
+        import cv2
+
+        f = np.asarray(frame)
+        if f.ndim != 3 or f.shape[-1] != 3 or f.dtype != np.uint8:
+            raise VideoError(f"frames must be uint8 (H, W, 3), got {f.dtype} {f.shape}")
+        if self.writer is None:
+            self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*self.fourcc), self.fps,
+                                          (f.shape[1], f.shape[0]))
+            if not self.writer.isOpened():
+                raise VideoError(f"{self.path}: cannot open a video writer")
+        self.writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+
+    def close(self) -> str:
+        if self.writer is not None:
+            self.writer.release()
+            os.replace(self.tmp, self.path)
+        return self.path
 
 
 def write_video(path: str, frames: np.ndarray, fps: float = 25.0) -> str:
     """uint8 RGB (T, H, W, 3) -> an MP4 (mp4v) or AVI (MJPG) file, written then renamed."""
-    import cv2
-
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise VideoError(f"frames must be uint8 (T, H, W, 3), got {frames.dtype} {frames.shape}")
-    ext = os.path.splitext(path)[1].lower()
-    fourcc = {".mp4": "mp4v", ".avi": "MJPG"}.get(ext)
-    if fourcc is None:
-        raise VideoError(f"{path}: write .mp4 or .avi")
-    tmp = f"{path}.tmp{os.getpid()}{ext}"
-    h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
-    if not writer.isOpened():
-        raise VideoError(f"{path}: cannot open a video writer")
+    writer = VideoWriter(path, fps)
     for f in frames:
-        writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    writer.release()
-    os.replace(tmp, path)
-    return path
+        writer.write(f)
+    return writer.close()
 
 
 def expand_videos(pattern: str) -> list[str]:

@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import numpy as np
-import runio
 import pytest
 
+import runio
 from conftest import ROOT
 
 WORKER = os.path.join(ROOT, "tests", "dist_worker.py")

@@ -2,11 +2,11 @@ import json
 import os
 
 import numpy as np
-import runio
 import pytest
 
 import eda
 import plots
+import runio
 
 
 def toy():

@@ -6,11 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
-import runio
 import pytest
 
 import evaluate
 import model
+import runio
 import train
 from conftest import ROOT
 
@@ -312,3 +312,41 @@ def test_config_flag_reproduces_a_saved_run(run_dir, mnist_dir, tmp_path, capsys
     assert train.main(["--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert train.main(["--config", saved, "--preset", "cpu", "--out", str(tmp_path / "y")]) == 2
+
+
+def test_the_gpu_default_path_runs_end_to_end(tmp_path, mnist_dir):
+    """`python train.py` as the design promises a GPU user (preset seed: full
+    64x64 frames, fp32, the VGG16 perceptual term on), on tiny settings with a
+    local VGG16 weights file (random weights: no download): a time-budget stop,
+    the resume that finishes it, and evaluate.py on the result."""
+    import keras
+
+    vgg_path = str(tmp_path / "vgg16_notop.weights.h5")
+    keras.applications.VGG16(include_top=False, weights=None, input_shape=(None, None, 3)).save_weights(vgg_path)
+    out = str(tmp_path / "seed")
+    args = ["--mnist", mnist_dir, "--out", out, "--vgg-weights", vgg_path, "--steps-per-epoch", "1",
+            "--val-sequences", "2", "--batch-size", "1", "--seq-len", "4", "--epochs", "2"]
+    assert train.main([*args, "--time-budget-min", "0"]) == 0  # stops after epoch 1
+    assert train.run_state(out) == "interrupted"
+    assert train.main(args) == 0                              # resumes, finishes epoch 2
+    assert train.run_state(out) == "finished"
+    log = runio.read_log(os.path.join(out, "log.csv"))
+    assert list(log["epoch"]) == [0, 1]
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    assert cfg["preset"] == "seed" and cfg["model"]["patch_size"] == 1 and cfg["train"]["perceptual_weight"] > 0
+    assert evaluate.main(["--checkpoint", os.path.join(out, "model.keras"), "--mnist", mnist_dir,
+                          "--sequences", "2", "--batch-size", "2", "--out", str(tmp_path / "eval")]) == 0
+    assert json.load(open(str(tmp_path / "eval" / "metrics.json")))["data"]["sequences"] == 2
+
+
+def test_a_replaced_run_waits_aside_until_the_new_one_finishes(tmp_path, mnist_dir):
+    """--overwrite moves a finished run to OUT/.replaced/ (nothing deleted yet); a
+    new run stopped by its time budget leaves it there, and the finished one removes it."""
+    out = str(tmp_path / "r")
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out]) == 0
+    old = open(os.path.join(out, "model.keras"), "rb").read()
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--overwrite", "--epochs", "2",
+                       "--time-budget-min", "0"]) == 0  # stops after its first epoch
+    assert open(os.path.join(out, ".replaced", "model.keras"), "rb").read() == old
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--epochs", "2"]) == 0  # resumes, finishes
+    assert not os.path.exists(os.path.join(out, ".replaced")) and train.run_state(out) == "finished"

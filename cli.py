@@ -32,6 +32,17 @@ def run_cli(body) -> int:
     return 0
 
 
+def entry(parse_args, body):
+    """An entry point's `main(argv=None) -> exit code`: parses the command line
+    with `parse_args` and runs `body(args)` under the error contract."""
+
+    def main(argv=None) -> int:
+        args = parse_args(argv)
+        return run_cli(lambda: body(args))
+
+    return main
+
+
 class CliParser(argparse.ArgumentParser):
     """argparse for an entry point: its module docstring as the description,
     `prog` as the command a user types (so usage and errors name it), and a

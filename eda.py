@@ -18,7 +18,7 @@ import sys
 import numpy as np
 
 import runio
-from cli import CliParser, InputError, output_dir, run_cli
+from cli import CliParser, InputError, entry, output_dir
 
 
 # ----------------------------------------------------------------- statistics
@@ -251,9 +251,7 @@ def eda(args) -> None:
     print("wrote " + ", ".join(os.path.basename(p) for p in paths))
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: eda(args))
+main = entry(parse_args, eda)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import metrics  # noqa: E402
 import runio  # noqa: E402
-from cli import CliParser, InputError, UserError, progress, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, entry, progress  # noqa: E402
 from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
 
 CURVES = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per forecast step
@@ -251,9 +251,7 @@ def run(args) -> None:
     print(f"wrote {os.path.join(out, 'metrics.json')} ({desc['sequences']} sequences, {seconds:.0f} s)")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: run(args))
+main = entry(parse_args, run)
 
 
 if __name__ == "__main__":

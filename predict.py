@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, InputError, UserError, output_dir, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, entry, output_dir  # noqa: E402
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -173,9 +173,7 @@ def predict(args) -> None:
     print(f"{len(frames)} input + {args.frames} forecast frames -> {gif}, {npy}")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: predict(args))
+main = entry(parse_args, predict)
 
 
 if __name__ == "__main__":

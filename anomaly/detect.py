@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import runio  # noqa: E402
-from cli import CliParser, InputError, output_dir, run_cli  # noqa: E402
+from cli import CliParser, InputError, entry, output_dir  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -173,9 +173,7 @@ def detect(args) -> None:
           f"wrote {args.out}/scores.csv, scores.png, annotated.mp4")
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: detect(args))
+main = entry(parse_args, detect)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import runio  # noqa: E402
-from cli import CliParser, UserError, progress, run_cli  # noqa: E402
+from cli import CliParser, UserError, entry, progress  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -198,9 +198,7 @@ def evaluate(args) -> dict:
     return res
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    return run_cli(lambda: evaluate(args))
+main = entry(parse_args, evaluate)
 
 
 if __name__ == "__main__":

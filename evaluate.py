@@ -34,22 +34,23 @@ CURVES = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per fo
 
 def parse_args(argv=None):
     p = CliParser(__doc__, "python evaluate.py")
-    p.add_argument("--checkpoint", default="results/model.keras")
+    p.add_argument("--checkpoint", default="results/model.keras", help="the predictor (default: %(default)s)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--data", default=None, help="the official mnist_test_seq.npy (uint8, (20, N, 64, 64))")
     src.add_argument("--mnist", default=None,
                      help="MNIST source: generate a seeded test set from test digits 8500-8999")
     p.add_argument("--sequences", type=int, default=1000,
-                   help="test sequences (generated set size, or the first N of --data; 0 = all of --data)")
+                   help="test sequences (generated set size, or the first N of --data; 0 = all of --data) "
+                        "(default: %(default)s)")
     p.add_argument("--split", default="test", choices=["test", "val"],
                    help="digits for the generated set: test (8500-8999, the reported numbers) or val "
-                        "(8000-8499, for choosing between models)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated test set")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--context", type=int, default=10, help="true frames before the rollout")
-    p.add_argument("--horizon", type=int, default=10, help="frames forecast in the rollout")
+                        "(8000-8499, for choosing between models) (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generated test set (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=32, help="sequences per batch (default: %(default)s)")
+    p.add_argument("--context", type=int, default=10, help="true frames before the rollout (default: %(default)s)")
+    p.add_argument("--horizon", type=int, default=10, help="frames forecast in the rollout (default: %(default)s)")
     p.add_argument("--protocols", default="both", choices=["both", "next_frame", "rollout"],
-                   help="both share one stepwise pass (the rollout branches off after the context)")
+                   help="both (the default) share one stepwise pass: the rollout branches off after the context")
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/eval/NAME, NAME the checkpoint's folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")

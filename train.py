@@ -43,41 +43,46 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="local MNIST: folder of IDX .gz files or mnist.npz (else $MNIST_PATH, else download)")
     p.add_argument("--out", default=None, help="run folder (default runs/PRESET, the config's preset)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--steps-per-epoch", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--seq-len", type=int, default=None, help="frames per training sequence")
-    p.add_argument("--val-sequences", type=int, default=None)
-    p.add_argument("--bce-weight", type=float, default=None)
-    p.add_argument("--perceptual-weight", type=float, default=None, help="0 turns the VGG16 term off")
-    p.add_argument("--gdl-weight", type=float, default=None)
-    p.add_argument("--mse-weight", type=float, default=None, help="weight of a per-pixel MSE term (default 0)")
-    p.add_argument("--l1-weight", type=float, default=None, help="weight of a per-pixel L1 term (default 0)")
+    P = " (default: the preset's, see config.py)"
+    p.add_argument("--seed", type=int, default=None, help="seed of the weights and the data stream" + P)
+    p.add_argument("--epochs", type=int, default=None, help="epochs (ignored with --total-steps)" + P)
+    p.add_argument("--steps-per-epoch", type=int, default=None, help="optimizer steps per epoch" + P)
+    p.add_argument("--batch-size", type=int, default=None, help="sequences per step, per replica" + P)
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (the peak of a schedule)" + P)
+    p.add_argument("--seq-len", type=int, default=None, help="frames per training sequence" + P)
+    p.add_argument("--val-sequences", type=int, default=None, help="fixed validation sequences" + P)
+    p.add_argument("--bce-weight", type=float, default=None, help="weight of the binary cross-entropy term" + P)
+    p.add_argument("--perceptual-weight", type=float, default=None,
+                   help="weight of the VGG16 perceptual term, 0 turns it off" + P)
+    p.add_argument("--gdl-weight", type=float, default=None, help="weight of the gradient-difference term" + P)
+    p.add_argument("--mse-weight", type=float, default=None, help="weight of a per-pixel MSE term" + P)
+    p.add_argument("--l1-weight", type=float, default=None, help="weight of a per-pixel L1 term" + P)
     p.add_argument("--vgg-weights", default=None,
                    help="local VGG16 notop .h5 for the perceptual term (default: ImageNet download)")
-    p.add_argument("--patch-size", type=int, default=None, help="space-to-depth factor (1 = full frames)")
-    p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default=None)
-    p.add_argument("--filters", default=None, help="comma-separated filters per ConvLSTM layer")
-    p.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm moving-average momentum")
+    p.add_argument("--patch-size", type=int, default=None, help="space-to-depth factor (1 = full frames)" + P)
+    p.add_argument("--precision", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="compute precision (mixed for the 16-bit ones)" + P)
+    p.add_argument("--filters", default=None, help="comma-separated filters per ConvLSTM layer" + P)
+    p.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm moving-average momentum" + P)
     p.add_argument("--input-skip", choices=["true", "false"], default=None,
-                   help="the head also reads the input frames <= t (see ModelConfig.input_skip)")
+                   help="the head also reads the input frames <= t (see ModelConfig.input_skip)" + P)
     p.add_argument("--feedback-passes", type=int, default=None,
-                   help="extra passes feeding the model its own forecasts after --context-frames")
-    p.add_argument("--context-frames", type=int, default=None)
+                   help="extra passes feeding the model its own forecasts after --context-frames" + P)
+    p.add_argument("--context-frames", type=int, default=None,
+                   help="true frames before fed-back forecasts, and of the validation rollout" + P)
     p.add_argument("--feedback-ramp", choices=["true", "false"], default=None,
                    help="scheduled sampling: the share of fed-back forecasts rises from 0 to 1 over "
-                        "the run's total steps (see TrainConfig.feedback_ramp)")
+                        "the run's total steps (see TrainConfig.feedback_ramp)" + P)
     p.add_argument("--lr-schedule", choices=["plateau", "cosine"], default=None,
                    help="plateau = halve on a val_loss plateau + early stopping; cosine = warm-up + "
-                        "cosine decay sized to --total-steps")
+                        "cosine decay sized to --total-steps" + P)
     p.add_argument("--total-steps", type=int, default=None,
-                   help="optimizer steps the run is sized to (0 = epochs x steps per epoch)")
-    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up of the cosine schedule")
+                   help="optimizer steps the run is sized to (0 = epochs x steps per epoch)" + P)
+    p.add_argument("--warmup-steps", type=int, default=None, help="linear warm-up of the cosine schedule" + P)
     p.add_argument("--val-rollout-sequences", type=int, default=None,
-                   help="validation sequences scored by the 10->10 protocol each epoch (0 = off)")
-    p.add_argument("--jit-compile", choices=["auto", "true", "false"], default=None)
+                   help="validation sequences scored by the 10->10 protocol each epoch (0 = off)" + P)
+    p.add_argument("--jit-compile", choices=["auto", "true", "false"], default=None,
+                   help="XLA-compile the training step" + P)
     p.add_argument("--leaky-head", action="store_true",
                    help="WRONG on purpose: Conv3D 'same' time padding (reads frame t+1); "
                         "only for reproducing published numbers")
@@ -86,11 +91,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--strategy", default="auto", choices=STRATEGIES,
                    help="tf.distribute: mirrored = all local GPUs (or logical CPUs); multiworker = "
                         "MultiWorkerMirroredStrategy configured by TF_CONFIG; auto = multiworker if "
-                        "TF_CONFIG is set, mirrored if several GPUs, else none (see distribute.py)")
+                        "TF_CONFIG is set, mirrored if several GPUs, else none (the default; see distribute.py)")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also log losses and metrics for TensorBoard into DIR (tensorboard --logdir DIR)")
     p.add_argument("--time-budget-min", type=float, default=None,
-                   help="stop after the first epoch that ends past this many minutes (resumable)")
+                   help="stop after the first epoch that ends past this many minutes (resumable; default: none)")
     p.add_argument("--verbose", type=int, default=None, help="Keras fit verbosity (default: 1 on a TTY, else 2)")
     return p.parse_args(argv)
 

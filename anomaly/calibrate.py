@@ -25,7 +25,7 @@ from cli import CliParser, run_cli  # noqa: E402
 
 def main(argv=None) -> int:
     p = CliParser(__doc__, "python -m anomaly.calibrate")
-    p.add_argument("--model", required=True)
+    p.add_argument("--model", required=True, help="the detector folder whose threshold is rewritten")
     p.add_argument("--videos", required=True, help="glob of held-out normal clips")
     p.add_argument("--percentile", type=float, default=None, help="default: the model's")
     p.add_argument("--score", default=None, choices=["mean", "local"], help="default: the model's")

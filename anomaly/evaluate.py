@@ -39,7 +39,7 @@ from cli import CliParser, UserError, entry, progress  # noqa: E402
 def parse_args(argv=None):
     p = CliParser(__doc__, "python -m anomaly.evaluate")
     p.add_argument("--model", required=True, action="append", help="detector folder (repeat: ensemble)")
-    p.add_argument("--videos", required=True)
+    p.add_argument("--videos", required=True, help='glob of labelled clips, e.g. "data/crowd/test/*.mp4"')
     p.add_argument("--labels", default=None, help="folder of NAME.labels.txt (default: beside each video)")
     p.add_argument("--out", default=os.path.join("runs", "anomaly_eval"), help="output folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",

@@ -278,14 +278,18 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
 
 def main(argv=None) -> int:
     p = CliParser(__doc__, "python -m anomaly.synthetic")
-    p.add_argument("--out", default=os.path.join("data", "crowd"))
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--frames", type=int, default=160)
-    p.add_argument("--train-clips", type=int, default=10)
-    p.add_argument("--val-each", type=int, default=6, help="validation clips of each kind (normal, panic, runner)")
-    p.add_argument("--lanes-train-clips", type=int, default=10, help="normal training clips of the lanes scene")
+    p.add_argument("--out", default=os.path.join("data", "crowd"), help="output folder (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="the benchmark's seed (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=160, help="frames per clip (default: %(default)s)")
+    p.add_argument("--train-clips", type=int, default=10,
+                   help="normal training clips of the mixed scene (default: %(default)s)")
+    p.add_argument("--val-each", type=int, default=6,
+                   help="validation clips of each kind (normal, panic, runner) (default: %(default)s)")
+    p.add_argument("--lanes-train-clips", type=int, default=10,
+                   help="normal training clips of the lanes scene (default: %(default)s)")
     p.add_argument("--lanes-each", type=int, default=4,
-                   help="validation and test clips of each kind in the lanes scene (0 = no lanes scene)")
+                   help="validation and test clips of each kind in the lanes scene (0 = no lanes scene) "
+                        "(default: %(default)s)")
     args = p.parse_args(argv)
 
     def run():

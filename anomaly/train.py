@@ -141,10 +141,10 @@ def parse_args(argv=None) -> TrainSettings:
                    help="augmented copies per training clip (random crop, flip, brightness/contrast, speed) "
                         "(default: %(default)s)")
     p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="(default: %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and augmentation (default: %(default)s)")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
-                   help="tf.distribute, as in the predictor's train.py (see distribute.py)")
+                   help="tf.distribute, as in the predictor's train.py (see distribute.py) (default: %(default)s)")
     p.add_argument("--verbose", type=int, default=d.verbose, help="Keras fit verbosity (default: %(default)s)")
     args = vars(p.parse_args(argv))
     args["coords"] = args["coords"] == "true"

@@ -108,3 +108,24 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
     bar = progress(10, "clips")
     assert bar is not None and bar.target == 10
+
+
+@pytest.mark.parametrize("module", sorted(ENTRY_POINTS))
+def test_every_flag_is_described_with_its_default(module, monkeypatch):
+    """`--help` describes every flag; a flag with a default says what it is."""
+    import argparse
+    import importlib
+
+    parsers = []
+
+    def capture(self, *args, **kwargs):
+        parsers.append(self)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main([])
+    actions = [a for a in parsers[0]._actions if a.dest != "help"]
+    assert not [a.dest for a in actions if not a.help], "flags without help"
+    unsaid = [a.dest for a in actions if a.option_strings and a.default not in (None, False) and "default" not in a.help]
+    assert not unsaid, f"defaults not said: {unsaid}"

@@ -84,3 +84,10 @@ def progress(total: int, unit: str):
     import keras
 
     return keras.utils.Progbar(total, unit_name=unit)
+
+
+def first_line(e: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message, at most `limit` characters (for
+    one `error:` line instead of a page of framework text)."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."

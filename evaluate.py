@@ -141,8 +141,8 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
         raise UserError("test sequences need at least 2 frames")
     can_rollout = context + horizon <= t and context >= 1 and horizon >= 1
     do_next = protocols in ("both", "next_frame")
-    do_rollout = protocols in ("both", "rollout") and can_rollout
-    if protocols == "rollout" and not can_rollout:
+    do_rollout = protocols in ("both", "rollout")
+    if do_rollout and not can_rollout:  # never dropped silently: the user asked for it
         raise UserError(f"--context {context} + --horizon {horizon} needs sequences of at least "
                         f"{context + horizon} frames (these have {t})")
     nf, ro = Accumulator(), Accumulator()

@@ -12,7 +12,7 @@ import os
 import keras
 from keras import ops
 
-from cli import UserError
+from cli import UserError, first_line
 
 PACKAGE = "convlstm"
 VGG_FLAG_HELP = ("pass --vgg-weights PATH (a local copy of "
@@ -73,7 +73,7 @@ def build_vgg_features(weights: str | None = "imagenet", layer: str = "block3_co
         vgg = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(None, None, 3))
     except Exception as e:  # download failure, bad file: one clear message
         raise PerceptualWeightsError(
-            f"cannot load VGG16 weights {weights!r} for the perceptual loss ({str(e)[:200]}); "
+            f"cannot load VGG16 weights {weights!r} for the perceptual loss ({first_line(e)}); "
             f"{VGG_FLAG_HELP}") from None
     features = keras.Model(vgg.input, vgg.get_layer(layer).output, name=f"vgg16_{layer}")
     features.trainable = False

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from cli import InputError, UserError
+from cli import InputError, UserError, first_line
 from config import ModelConfig
 
 PACKAGE = "convlstm"
@@ -382,6 +382,20 @@ def load_predictor(path: str):
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found; train one with train.py or pass --checkpoint")
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:
-        raise UserError(f"cannot load {path} as a Keras model ({str(e)[:200]})") from None
+        net = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # whatever Keras raises for a file that is not a model
+        raise UserError(f"cannot load {path} as a Keras model ({first_line(e)})") from None
+    if not is_video_predictor(net):
+        raise UserError(f"{path}: not a video predictor (a network of (N, T, S, S, C) frames to frames "
+                        "of the same shape, as train.py saves)")
+    return net
+
+
+def is_video_predictor(net) -> bool:
+    """Whether `net` maps (N, T, S, S, C) frames to frames of the same shape."""
+    try:
+        shape_in, shape_out = tuple(net.input_shape), tuple(net.output_shape)
+    except (AttributeError, ValueError, TypeError):  # never built, or several inputs/outputs
+        return False
+    return len(shape_in) == 5 and shape_in[2] is not None and shape_in[2] == shape_in[3] and \
+        shape_in[2:] == shape_out[2:]

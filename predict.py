@@ -18,7 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, InputError, UserError, entry, output_dir  # noqa: E402
+from cli import CliParser, InputError, UserError, entry, first_line, output_dir  # noqa: E402
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -62,7 +62,7 @@ def read_clip(path: str) -> np.ndarray:
         try:
             frames = np.stack([np.asarray(fr) for fr in imageio.mimread(path, memtest=False)])
         except Exception as e:
-            raise UserError(f"{path}: cannot read GIF ({str(e)[:120]})") from None
+            raise UserError(f"{path}: cannot read GIF ({first_line(e)})") from None
         return _gray(frames) / 255.0
     if ext in VIDEO_EXTS:
         import cv2

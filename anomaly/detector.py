@@ -27,7 +27,7 @@ import numpy as np
 
 from anomaly.config import SCORES, DetectorConfig
 from anomaly.features import FeatureExtractor, Normalizer, stack_features
-from cli import InputError
+from cli import InputError, first_line
 
 META = "detector.json"
 MODEL = "ae.keras"
@@ -112,6 +112,14 @@ def percentile_threshold(errors, percentile: float) -> float:
     return float(np.percentile(e, percentile))
 
 
+def network_input(cfg: DetectorConfig) -> tuple:
+    """The input shape (batch left out) of the network a detector config describes."""
+    s = cfg.features.frame_size
+    if cfg.objective == "motion":
+        return (s, s, 1)
+    return (None, s, s, cfg.features.channels)
+
+
 class Detector:
     """One network, or several averaged (an ensemble), plus what scoring needs.
 
@@ -163,9 +171,17 @@ class Detector:
                                  "train one with python -m anomaly.train)")
             configs.append(DetectorConfig.load(jp))
             try:
-                models.append(keras.saving.load_model(mp, compile=False, safe_mode=True))
+                net = keras.saving.load_model(mp, compile=False, safe_mode=True)
             except Exception as e:  # whatever Keras raises for a file that is not a model
-                raise InputError(f"{mp}: cannot load it as a Keras model ({str(e)[:200]})") from None
+                raise InputError(f"{mp}: cannot load it as a Keras model ({first_line(e)})") from None
+            expected = network_input(configs[-1])
+            try:
+                got = tuple(net.input_shape)[1:]
+            except (AttributeError, ValueError, TypeError):
+                got = None
+            if got != expected:
+                raise InputError(f"{mp}: not this detector's network (input {got}, detector.json says {expected})")
+            models.append(net)
         return cls(models, configs, detector)
 
     @staticmethod

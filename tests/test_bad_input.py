@@ -78,6 +78,15 @@ def files(tmp_path_factory, mnist_dir):
     shutil.copytree(d / "det", d / "det_corrupt_model")
     (d / "det_corrupt_model" / "ae.keras").write_bytes(b"PK\x03\x04 not a model")
     f["det_corrupt_model"] = str(d / "det_corrupt_model")
+    shutil.copytree(d / "det", d / "det_foreign_net")
+    shutil.copy(f["ckpt"], d / "det_foreign_net" / "ae.keras")  # a predictor where the autoencoder belongs
+    f["det_foreign_net"] = str(d / "det_foreign_net")
+    import keras
+
+    dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    dense(np.zeros((1, 4), np.float32))
+    f["dense_ckpt"] = str(d / "dense.keras")
+    dense.save(f["dense_ckpt"])
     shutil.copytree(d / "det", d / "det_not_json")
     (d / "det_not_json" / "detector.json").write_text("{window: 4")
     f["det_not_json"] = str(d / "det_not_json")
@@ -105,6 +114,13 @@ CASES = [
     (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--filters", "8,0,8"], "--filters"),
     (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--filters", "8,x,8"], "--filters"),
     (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--context-frames", "0"], "--context-frames"),
+    (evaluate.main, ["--checkpoint", "{dense_ckpt}", "--out", "{out}"], "not a video predictor"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{npy}", "--horizon", "15", "--out", "{out}"],
+     "at least 25 frames"),
+    (predict.main, ["{video}", "--checkpoint", "{dense_ckpt}", "--out", "{out}"], "not a video predictor"),
+    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--init", "{dense_ckpt}"], "not a video predictor"),
+    (a_detect.main, ["--model", "{det_foreign_net}", "--source", "{video}", "--out", "{out}"],
+     "not this detector's network"),
     (evaluate.main, ["--checkpoint", "{dir}/none.keras", "--out", "{out}"], "not found"),
     (evaluate.main, ["--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "cannot load"),
     (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{trunc_npy}", "--out", "{out}"], "not a readable"),

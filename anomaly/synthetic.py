@@ -293,6 +293,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     def run():
+        if args.frames < 16:
+            raise InputError(f"--frames must be >= 16 (an anomaly starts in the clip's middle third), got {args.frames}")
+        for flag in ("train_clips", "val_each", "lanes_train_clips", "lanes_each"):
+            if getattr(args, flag) < 0:
+                raise InputError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
         output_dir(args.out)
         print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips, n_val_each=args.val_each,
                              lanes_train=args.lanes_train_clips, lanes_each=args.lanes_each))

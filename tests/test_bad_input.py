@@ -10,8 +10,10 @@ import eda
 import evaluate
 import predict
 import train
+from anomaly import calibrate as a_calibrate
 from anomaly import detect as a_detect
 from anomaly import evaluate as a_evaluate
+from anomaly import synthetic as a_synthetic
 from anomaly import train as a_train
 
 
@@ -168,6 +170,11 @@ CASES = [
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--augment", "-1"], "--augment"),
     (a_train.main, ["--videos", "{video}", "--out", "{out}", "--lr", "0"], "--lr"),
     (a_train.main, ["--videos", "{video}", "--out", "{under_file}"], "a_file"),
+    (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--percentile", "120"], "percentile"),
+    (a_calibrate.main, ["--model", "{det_mistyped}", "--videos", "{video}"], "window must be"),
+    (a_calibrate.main, ["--model", "{det}", "--videos", "{junk_video}"], "no frames"),
+    (a_synthetic.main, ["--out", "{out}", "--frames", "0"], "--frames must be"),
+    (a_synthetic.main, ["--out", "{out}", "--lanes-each", "-1"], "--lanes-each"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{dir}/none*.mp4", "--out", "{out}"], "matches no file"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--out", "{out}"], "no labels file"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--border", "-1", "--out", "{out}"],

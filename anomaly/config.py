@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 
 from anomaly.features import FeatureConfig
@@ -22,6 +23,12 @@ from cli import InputError
 OBJECTIVES = ("reconstruct", "motion")
 SCORES = ("mean", "local")
 RENAMED = {"image_size": "frame_size", "patch": "patch_size"}  # older detector.json -> today
+
+
+def check_border(border: int, size: int, name: str = "border") -> None:
+    """InputError unless `border` is an integer in [0, size / 2) (some of a size x size frame is left)."""
+    if not isinstance(border, numbers.Integral) or isinstance(border, bool) or not 0 <= 2 * border < size:
+        raise InputError(f"{name} must be in [0, {size // 2}), got {border!r}")
 
 
 @dataclass
@@ -73,9 +80,7 @@ class DetectorConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-        size = self.features.frame_size
-        if not isinstance(self.border, int) or not 0 <= 2 * self.border < size:
-            raise InputError(f"border must be in [0, {size // 2}), got {self.border!r}")
+        check_border(self.border, self.features.frame_size)
         if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
             raise InputError(f"threshold must be a finite number, got {self.threshold!r}")
         n = self.features.channels

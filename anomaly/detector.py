@@ -25,7 +25,7 @@ import os
 
 import numpy as np
 
-from anomaly.config import SCORES, DetectorConfig
+from anomaly.config import SCORES, DetectorConfig, check_border
 from anomaly.features import FeatureExtractor, Normalizer, stack_features
 from cli import InputError, first_line
 
@@ -47,12 +47,6 @@ def windows(feats: np.ndarray, window: int, stride: int) -> np.ndarray:
 
 
 
-def check_border(border: int, size: int, name: str = "border") -> None:
-    """ValueError unless 0 <= border < size / 2 (some of a size x size frame is left)."""
-    if not 0 <= 2 * border < size:
-        raise InputError(f"{name} must be in [0, {size // 2}), got {border}")
-
-
 def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
     """(..., S, S) squared-error maps -> (...,) frame scores.
 
@@ -63,25 +57,33 @@ def reduce_error_map(err: np.ndarray, how: str, border: int = 0) -> np.ndarray:
         border: pixels left out at each edge.
     """
     if how == "mean":
-        s = err.shape[-1]
-        check_border(border, min(err.shape[-2:]))
-        if border:
-            err = err[..., border:err.shape[-2] - border, border:s - border]
-        return err.mean(axis=(-2, -1))
+        return inside(err, border).mean(axis=(-2, -1))
+    return reduce_cells(cell_grid(err, border), how)
+
+
+def reduce_cells(cells: np.ndarray, how: str) -> np.ndarray:
+    """(..., n, n) per-cell values -> (...,): the largest ("local") or the mean
+    ("mean"); the frame reduction of the model, the per-location baseline and
+    the motion model alike."""
     if how == "local":
-        return cell_grid(err, border).max(axis=(-2, -1))
+        return cells.max(axis=(-2, -1))
+    if how == "mean":
+        return cells.mean(axis=(-2, -1))
     raise InputError(f"score must be one of {SCORES}, got {how!r}")
+
+
+def inside(err: np.ndarray, border: int) -> np.ndarray:
+    """(..., S, S) maps without `border` pixels at each edge."""
+    check_border(border, min(err.shape[-2:]))
+    return err[..., border:err.shape[-2] - border, border:err.shape[-1] - border] if border else err
 
 
 def cell_grid(err: np.ndarray, border: int = 0) -> np.ndarray:
     """(..., S, S) maps -> (..., n, n) means over cells of S // 8 pixels, the grid
     starting at `border` (pixels left out at each edge): the cells of the "local"
     score, and of the per-location baseline (`anomaly.location`)."""
-    s = err.shape[-1]
-    check_border(border, min(err.shape[-2:]))
-    if border:
-        err = err[..., border:err.shape[-2] - border, border:s - border]
-    c = max(1, s // 8)
+    c = max(1, err.shape[-1] // 8)
+    err = inside(err, border)
     n = err.shape[-1] // c
     g = err[..., : n * c, : n * c]
     return g.reshape(*g.shape[:-2], n, c, n, c).mean(axis=(-3, -1))

@@ -104,7 +104,7 @@ class ScoredClip(NamedTuple):
 def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
     """One labelled clip scored by the detector and every baseline, each with the
     detector's temporal smoothing."""
-    from anomaly.detector import causal_max, reduce_error_map
+    from anomaly.detector import causal_max, reduce_cells, reduce_error_map
     from anomaly.video import read_labels, read_video
 
     stem = os.path.splitext(os.path.basename(path))[0]
@@ -121,9 +121,10 @@ def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
               "baseline_mean_flow_magnitude": causal_max(reduce_error_map(speed, "mean"), det.smooth),
               "baseline_flow_magnitude_as_model": causal_max(reduce_error_map(speed, det.score, det.border), det.smooth)}
     if location is not None:  # under both reductions: the model's, and the other (it may suit the baseline)
+        surprise = location.surprise(raw)
         for how in (det.score, other_reduction(det.score)):
             key = "baseline_per_location" + ("" if how == det.score else f"_{how}")
-            scores[key] = causal_max(location.frame_scores(raw, how), det.smooth)
+            scores[key] = causal_max(reduce_cells(surprise, how), det.smooth)
     keep = np.isfinite(s)
     summary = {"frames": len(raw), "anomalous": int(labels.sum()), "flagged": int(np.sum(s[keep] > det.threshold))}
     return ScoredClip(clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep], s, labels, summary)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.detector import cell_grid
+from anomaly.detector import cell_grid, reduce_cells
 from cli import InputError
 
 
@@ -96,9 +96,4 @@ class LocationModel:
 
     def frame_scores(self, raw: np.ndarray, how: str = "local") -> np.ndarray:
         """(T,) frame scores: the largest cell surprise ("local") or the mean ("mean")."""
-        s = self.surprise(raw)
-        if how == "local":
-            return s.max(axis=(1, 2))
-        if how == "mean":
-            return s.mean(axis=(1, 2))
-        raise ValueError(f"how must be 'local' or 'mean', got {how!r}")
+        return reduce_cells(self.surprise(raw), how)

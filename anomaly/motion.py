@@ -34,10 +34,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.detector import cell_grid
+from anomaly.detector import cell_grid, reduce_cells
 from anomaly.location import LocationModel
 from anomaly.model import MotionConfig
-from cli import InputError
 
 DENSITY = 2  # the density channel of the raw features
 SPEED_WEIGHT = 0.1  # of the speed loss beside the bins' cross-entropy (early stopping watches their sum)
@@ -86,13 +85,7 @@ def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "l
     """
     b = bin_model(cfg).motion_bins(raw)
     lp = log_softmax(np.asarray(outputs["logits"], np.float64))
-    cells = -np.take_along_axis(lp, b[..., None], axis=-1)[..., 0]  # (T, n, n)
-    if how == "local":
-        surprise = cells.max(axis=(1, 2))
-    elif how == "mean":
-        surprise = cells.mean(axis=(1, 2))
-    else:
-        raise InputError(f"score must be 'local' or 'mean', got {how!r}")
+    surprise = reduce_cells(-np.take_along_axis(lp, b[..., None], axis=-1)[..., 0], how)  # cells (T, n, n)
     expected = np.maximum(np.asarray(outputs["speed"], np.float64), 0).mean(axis=(1, 2)) * cfg.speed_scale
     seen = cell_speeds(raw, cfg.border).mean(axis=(1, 2))
     pace = np.abs(np.log((seen + cfg.min_speed) / (expected + cfg.min_speed)))

@@ -67,7 +67,7 @@ class TrainSettings:
 
     def check(self) -> None:
         """Every value's range, before any work; an InputError names the flag."""
-        from anomaly.detector import check_border
+        from anomaly.config import check_border
 
         ints = {"--seq-len": (self.seq_len, 2), "--window-stride": (self.window_stride, 1),
                 "--stride": (self.stride, 1), "--epochs": (self.epochs, 1), "--batch-size": (self.batch_size, 1),

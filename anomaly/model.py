@@ -61,6 +61,14 @@ class CoordChannels(layers.Layer):
         return (*s[:-1], s[-1] + 2)
 
 
+def fit_callbacks(patience: int, extra=()) -> list:
+    """The callbacks both detector networks train with: halve the learning rate
+    on a validation plateau, stop early (best weights back), stop on NaN; then `extra`."""
+    return [keras.callbacks.ReduceLROnPlateau(patience=max(1, patience // 2), factor=0.5),
+            keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True),
+            keras.callbacks.TerminateOnNaN(), *extra]
+
+
 AE_PRESETS = {
     # the issue's default widths: encoder 3->32->64->32, decoder 32->64->32->3
     "strong": AEConfig(),

@@ -115,7 +115,7 @@ def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, 
 
     import keras
 
-    from anomaly.model import build_motion_model
+    from anomaly.model import build_motion_model, fit_callbacks
 
     cfg = dataclasses.replace(cfg, speed_scale=mean_cell_speed(train_feats, cfg.border))
 
@@ -130,11 +130,8 @@ def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, 
     model.compile(optimizer=keras.optimizers.Adam(lr),
                   loss={"logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True), "speed": "mse"},
                   loss_weights={"logits": 1.0, "speed": SPEED_WEIGHT})
-    cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, patience // 2), factor=0.5),
-           keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True),
-           keras.callbacks.TerminateOnNaN(), *callbacks]
     hist = model.fit(xtr, ytr, validation_data=(xva, yva), epochs=epochs, batch_size=batch_size,
-                     callbacks=cbs, verbose=verbose, shuffle=True)
+                     callbacks=fit_callbacks(patience, callbacks), verbose=verbose, shuffle=True)
     return model, cfg, hist
 
 
@@ -142,11 +139,10 @@ def calibrate_scales(model, cfg: MotionConfig, density_norm, feats: list, percen
     """{reduction: [s_surprise, s_pace]}: each part's `percentile` over the frames of
     held-out normal clips (raw features, frame 0 of each left out), for both
     reductions of the surprise, so that either can be scored."""
-    out = {}
-    for how in ("local", "mean"):
-        parts = []
-        for f in feats:
-            y = model.predict(density_norm(f[1:])[..., DENSITY:DENSITY + 1], verbose=0)
-            parts.append(frame_parts(y, f[1:], cfg, how))
-        out[how] = np.maximum(np.percentile(np.concatenate(parts), percentile, axis=0), 1e-6).tolist()
-    return out
+    parts = {"local": [], "mean": []}
+    for f in feats:
+        y = model.predict(density_norm(f[1:])[..., DENSITY:DENSITY + 1], verbose=0)
+        for how, p in parts.items():
+            p.append(frame_parts(y, f[1:], cfg, how))
+    return {how: np.maximum(np.percentile(np.concatenate(p), percentile, axis=0), 1e-6).tolist()
+            for how, p in parts.items()}

@@ -189,7 +189,7 @@ def train(cfg: TrainSettings):
     threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
     import distribute
     from anomaly.config import DetectorConfig
-    from anomaly.detector import META, MODEL, Detector, percentile_threshold, windows
+    from anomaly.detector import META, MODEL, Detector, percentile_threshold, window_starts, windows
     from anomaly.features import FeatureConfig, Normalizer, clip_features
     from anomaly.video import expand_videos, read_video
 
@@ -210,15 +210,15 @@ def train(cfg: TrainSettings):
     feat_s = time.time() - t0
     norm = Normalizer.fit(tr_feats)
     w = 2 if cfg.objective == "motion" else cfg.seq_len  # motion: a frame and the one before
-    xtr = np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in tr_feats])
-    xva = np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in va_feats])
-    if len(xtr) == 0 or len(xva) == 0:
-        raise UserError(f"clips too short for windows of {w} frames (training windows {len(xtr)}, "
-                        f"validation windows {len(xva)})")
+    n_tr, n_va = (sum(len(window_starts(len(f), w, cfg.window_stride)) for f in fs) for fs in (tr_feats, va_feats))
+    if n_tr == 0 or n_va == 0:
+        raise UserError(f"clips too short for windows of {w} frames (training windows {n_tr}, "
+                        f"validation windows {n_va})")
     if cfg.objective == "motion":
         with strategy.scope():
             net, fitted = fit_motion(cfg, tr_feats, va_feats, norm)
     else:
+        xtr, xva = (np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in fs]) for fs in (tr_feats, va_feats))
         net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, fcfg.channels)
     det_cfg = DetectorConfig(
         objective=cfg.objective, features=fcfg, normalizer={"mean": norm.mean, "std": norm.std},
@@ -241,7 +241,7 @@ def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
     import keras
 
     import distribute
-    from anomaly.model import AE_PRESETS, build_autoencoder
+    from anomaly.model import AE_PRESETS, build_autoencoder, fit_callbacks
 
     ae_cfg = dataclasses.replace(AE_PRESETS[cfg.preset], window=cfg.seq_len, frame_size=cfg.frame_size,
                                  coords=cfg.coords, channels=channels)
@@ -249,13 +249,10 @@ def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
     with strategy.scope():
         ae = build_autoencoder(ae_cfg)
         ae.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
-    cbs = [keras.callbacks.ReduceLROnPlateau(patience=max(1, cfg.patience // 2), factor=0.5),
-           keras.callbacks.EarlyStopping(patience=cfg.patience, restore_best_weights=True),
-           keras.callbacks.TerminateOnNaN(), *tensorboard_callback(cfg)]
     t0 = time.time()
     hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs,
                   batch_size=distribute.global_batch(strategy, cfg.batch_size),
-                  callbacks=cbs, verbose=cfg.verbose, shuffle=True)
+                  callbacks=fit_callbacks(cfg.patience, tensorboard_callback(cfg)), verbose=cfg.verbose, shuffle=True)
     return ae, {"autoencoder": ae_cfg, "preset": cfg.preset, "fit_seconds": round(time.time() - t0, 1),
                 **_losses(hist)}
 

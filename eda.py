@@ -17,6 +17,7 @@ import sys
 
 import numpy as np
 
+import plots
 import runio
 from cli import CliParser, InputError, entry, output_dir
 
@@ -103,16 +104,10 @@ def motion_from_frames(videos: np.ndarray, max_sequences: int = 200) -> dict:
 
 # -------------------------------------------------------------------- figures
 
-def _plt():
-    import plots
-
-    return plots.pyplot()
-
-
 def samples_figure(videos, label, n_show=6):
     """The first `n_show` sequences, one row each."""
     n_show = min(n_show, len(videos))
-    fig, axes = _plt().subplots(n_show, videos.shape[1], figsize=(0.9 * videos.shape[1], 0.95 * n_show),
+    fig, axes = plots.pyplot().subplots(n_show, videos.shape[1], figsize=(0.9 * videos.shape[1], 0.95 * n_show),
                                 squeeze=False)
     for i in range(n_show):
         for j in range(videos.shape[1]):
@@ -128,7 +123,7 @@ def samples_figure(videos, label, n_show=6):
 
 def intensity_figures(videos, label):
     """(mean intensity over time, its distribution per frame index)."""
-    plt = _plt()
+    plt = plots.pyplot()
     it = intensity_over_time(videos)
     t = np.arange(videos.shape[1])
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -148,7 +143,7 @@ def intensity_figures(videos, label):
 
 def pixels_figure(videos, label):
     h = pixel_histogram(videos)
-    fig, ax = _plt().subplots(figsize=(6, 3.5))
+    fig, ax = plots.pyplot().subplots(figsize=(6, 3.5))
     ax.bar(np.arange(256), h["all"], width=1.0, alpha=0.5, label="all pixels")
     ax.bar(np.arange(256), h["nonzero"], width=1.0, alpha=0.7, label="non-zero pixels")
     ax.set_yscale("log")
@@ -160,7 +155,7 @@ def pixels_figure(videos, label):
 
 def mean_std_figure(videos, label):
     mean_f, std_f = mean_std_frames(videos)
-    fig, axes = _plt().subplots(1, 2, figsize=(9, 3.8))
+    fig, axes = plots.pyplot().subplots(1, 2, figsize=(9, 3.8))
     for ax, img, name in zip(axes, (mean_f, std_f), ("mean frame", "std frame")):
         im = ax.imshow(img, cmap="magma")
         ax.set(title=name, xlabel="column (px)", ylabel="row (px)")
@@ -172,7 +167,7 @@ def mean_std_figure(videos, label):
 
 def motion_figure(motion, overlap, label):
     """Digit speeds, directions, and how often the digits overlap per frame index."""
-    fig = _plt().figure(figsize=(12, 3.6))
+    fig = plots.pyplot().figure(figsize=(12, 3.6))
     ax1 = fig.add_subplot(1, 3, 1)
     ax1.hist(motion["speed"], bins=40, color="C2")
     ax1.set(xlabel="speed (px / frame)", ylabel="digit steps", title="Digit speed")
@@ -191,8 +186,6 @@ def motion_figure(motion, overlap, label):
 
 def figures(videos, motion, overlap, out, label, n_show=6):
     """Draws every EDA figure into `out`; returns their paths."""
-    import plots
-
     over_time, per_frame = intensity_figures(videos, label)
     named = {"sample_sequences.png": samples_figure(videos, label, n_show),
              "intensity_over_time.png": over_time, "intensity_per_frame.png": per_frame,

@@ -144,7 +144,7 @@ def anomaly_scores(path, scores, threshold, labels=None, title="", baseline=None
         lab = np.asarray(labels[:len(scores)], bool)
         ax.fill_between(t[:len(lab)], 0, 1, where=lab, color="red", alpha=0.15,
                         transform=ax.get_xaxis_transform(), label="true anomaly")
-    ax.plot(t, scores, color="C0", label="reconstruction error")
+    ax.plot(t, scores, color="C0", label="frame score")
     ax.axhline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     ax.set(xlabel="frame", ylabel="score", title=title)
     ax.legend(fontsize=7, loc="upper left")

@@ -205,11 +205,6 @@ class Forecaster(keras.Model):
         return y
 
 
-def make_forecaster(net, feedback_passes: int, context_frames: int, ramp_steps: int = 0, seed: int = 0):
-    """`Forecaster(...)`: see there."""
-    return Forecaster(net, feedback_passes, context_frames, ramp_steps, seed)
-
-
 def learning_rate(tr):
     """The optimizer's learning rate: a float for the plateau rule, a warm-up +
     cosine schedule (to 1% of `lr` at the run's last step) for "cosine"."""
@@ -416,7 +411,7 @@ def compiled_model(cfg: Config, strat, loss, init_net=None, init_path: str = "")
     with strat.scope():
         net = build_model(cfg.model)
         ramp = run_steps(tr) if tr.feedback_ramp else 0
-        model = make_forecaster(net, tr.feedback_passes, tr.context_frames, ramp, tr.seed)
+        model = Forecaster(net, tr.feedback_passes, tr.context_frames, ramp, tr.seed)
         size, ch = cfg.model.frame_size, cfg.model.channels
         model(np.zeros((1, 2, size, size, ch), np.float32))  # build (BackupAndRestore needs it)
         if init_net is not None:

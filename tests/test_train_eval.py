@@ -146,7 +146,7 @@ def test_feedback_passes_feed_forecasts_back():
         def call(self, x, training=False):
             return 0.5 * x + 0.1
 
-    fc = train.make_forecaster(Half(), feedback_passes=2, context_frames=2)
+    fc = train.Forecaster(Half(), feedback_passes=2, context_frames=2)
     x = np.arange(5, dtype="float32").reshape(1, 5, 1, 1, 1)
     f = lambda v: 0.5 * v + 0.1  # noqa: E731
     y1 = f(x)
@@ -189,7 +189,7 @@ def test_feedback_ramp_share_rises_with_the_steps():
     f = lambda v: 0.5 * v + 0.1  # noqa: E731
     x = np.arange(6, dtype="float32").reshape(1, 6, 1, 1, 1)
     ramp = 10**6
-    fc = train.make_forecaster(Half(), feedback_passes=1, context_frames=2, ramp_steps=ramp)
+    fc = train.Forecaster(Half(), feedback_passes=1, context_frames=2, ramp_steps=ramp)
     np.testing.assert_allclose(np.asarray(fc(x, training=True)), f(x), rtol=1e-6)  # share 1e-6
     assert float(np.asarray(fc.steps_seen)) == 1.0
     fc.steps_seen.assign(float(ramp))
@@ -198,7 +198,7 @@ def test_feedback_ramp_share_rises_with_the_steps():
     np.testing.assert_allclose(np.asarray(fc(x, training=False)), f(x), rtol=1e-6)
     assert float(np.asarray(fc.steps_seen)) == ramp + 1.0  # validation calls do not count
     # halfway, about half of the fed frames are forecasts
-    half = train.make_forecaster(Half(), feedback_passes=1, context_frames=2, ramp_steps=2, seed=1)
+    half = train.Forecaster(Half(), feedback_passes=1, context_frames=2, ramp_steps=2, seed=1)
     xs = np.repeat(x, 400, axis=0)
     out = np.asarray(half(xs, training=True))[:, 2:]  # step 1 of 2: share 0.5
     picked = ~np.isclose(out, f(xs)[:, 2:])

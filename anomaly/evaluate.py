@@ -6,7 +6,9 @@ Every video needs per-frame labels, one 0/1 per line, in LABELS/NAME.labels.txt
 (--labels, default: beside the video), e.g. UMN or UCSD ground truth converted
 to that form. Scores are pooled over all videos as they are (no per-video
 normalisation); frames before the first full window are excluded, for the model
-and the baselines alike. Two baselines, both with the detector's temporal
+and the baselines alike. --videos can be repeated: the clips are pooled (clips of
+the same file name in two folders are reported under their paths, e.g.
+val_normal_00 and test_normal_00). Two baselines, both with the detector's temporal
 smoothing (--smooth): the mean optical-flow magnitude of the frame, and the
 flow magnitude reduced exactly as the model's error is (--score, --border: e.g.
 the fastest 8x8-pixel cell of the interior), so that a local score is compared
@@ -39,7 +41,8 @@ from cli import CliParser, UserError, entry, progress  # noqa: E402
 def parse_args(argv=None):
     p = CliParser(__doc__, "python -m anomaly.evaluate")
     p.add_argument("--model", required=True, action="append", help="detector folder (repeat: ensemble)")
-    p.add_argument("--videos", required=True, help='glob of labelled clips, e.g. "data/crowd/test/*.mp4"')
+    p.add_argument("--videos", required=True, action="append",
+                   help='glob of labelled clips, e.g. "data/crowd/test/*.mp4" (repeat: pooled)')
     p.add_argument("--labels", default=None, help="folder of NAME.labels.txt (default: beside each video)")
     p.add_argument("--out", default=os.path.join("runs", "anomaly_eval"), help="output folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true",
@@ -70,6 +73,22 @@ def clip_kind(stem: str) -> str:
     """The anomaly kind of a benchmark clip from its name: "wrong_way_03" -> "wrong_way"."""
     head, sep, tail = stem.rpartition("_")
     return head if sep and tail.isdigit() else stem
+
+
+def clip_names(paths: list) -> list:
+    """A unique name per video for metrics.json and the plots: its file name
+    without the extension; where two videos share one, each is named by its
+    path from the folder the videos have in common ("val/normal_00.mp4" and
+    "test/normal_00.mp4" -> "val_normal_00", "test_normal_00")."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    full = [os.path.abspath(p) for p in paths]
+    if len(set(full)) < len(full):
+        dup = next(p for p in paths if full.count(os.path.abspath(p)) > 1)
+        raise UserError(f"--videos: {dup} is given twice")
+    common = os.path.commonpath([os.path.dirname(p) for p in full])
+    return [os.path.splitext(os.path.relpath(p, common))[0].replace(os.sep, "_") for p in full]
 
 
 def kind_groups(kinds: list) -> dict:
@@ -159,7 +178,8 @@ def evaluate(args) -> dict:
 
     runio.check_replace(args.out, "metrics.json", args.overwrite)
     det = apply_overrides(Detector.load(args.model), args)
-    paths = expand_videos(args.videos)
+    paths = [p for pattern in args.videos for p in expand_videos(pattern)]
+    names = clip_names(paths)
     location = None
     if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
         location = LocationModel(border=det.border).fit(
@@ -172,8 +192,8 @@ def evaluate(args) -> dict:
         methods[f"baseline_per_location_{other_reduction(det.score)}"] = \
             f"per-location motion model ({other_reduction(det.score)})"
     clips, bar = {}, progress(len(paths), "clips")
-    for i, p in enumerate(paths):
-        clips[os.path.splitext(os.path.basename(p))[0]] = score_clip(det, p, args.labels, location)
+    for i, (p, name) in enumerate(zip(paths, names)):
+        clips[name] = score_clip(det, p, args.labels, location)
         if bar is not None:
             bar.update(i + 1)
     per_video = {stem: c.summary for stem, c in clips.items()}

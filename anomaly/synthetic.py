@@ -238,13 +238,16 @@ def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int
 
 def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, n_train: int = 10,
                    n_test_normal: int = 3, n_panic: int = 4, n_runner: int = 4, fps: float = 25.0,
-                   n_val_each: int = 6, lanes_train: int = 10, lanes_each: int = 4) -> dict:
+                   n_val_each: int = 6, lanes_train: int = 10, lanes_each: int = 4,
+                   lanes_test2_each: int = 8) -> dict:
     """Writes OUT/train/*.mp4 (normal), OUT/val/ (labelled, for design choices such
     as the score reduction) and OUT/test/*.mp4 + *.labels.txt (the reported numbers):
     the "mixed" scene (normal, panic, runner). Then the same three folders under
     OUT/lanes/ for the "lanes" scene (each half of the floor walks one way):
     `lanes_train` normal training clips, and `lanes_each` clips of every kind in
-    `KINDS` in its val/ and test/ (0: no lanes scene)."""
+    `KINDS` in its val/ and test/, and `lanes_test2_each` of every kind in its
+    test2/: a second test set, drawn when the first had been read for two
+    choices, and read once for the final numbers (anomaly/README.md)."""
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
     os.makedirs(os.path.join(out, "test"), exist_ok=True)
     if n_train > 1000:
@@ -261,18 +264,20 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
     val = write_labelled(os.path.join(out, "val"), vkinds, [[seed, 2000 + i] for i in range(len(vkinds))],
                          frames, size, fps)
     res = {"train": n_train, "val": val, "test": test, "frames": frames, "size": size}
-    if lanes_train or lanes_each:
+    if lanes_train or lanes_each or lanes_test2_each:
         lanes = os.path.join(out, "lanes")
         os.makedirs(os.path.join(lanes, "train"), exist_ok=True)
         for i in range(lanes_train):
             v, _ = crowd_clip([seed, 5000 + i], frames, size, layout="lanes")
             write_video(os.path.join(lanes, "train", f"normal_{i:02d}.mp4"), v, fps)
-        each = [k for k in KINDS for _ in range(lanes_each)]
         res["lanes"] = {"train": lanes_train}
-        for split, first in (("val", 6000), ("test", 7000)):
-            res["lanes"][split] = write_labelled(os.path.join(lanes, split), each,
-                                                 [[seed, first + i] for i in range(len(each))],
-                                                 frames, size, fps, layout="lanes")
+        for split, first, n in (("val", 6000, lanes_each), ("test", 7000, lanes_each),
+                                ("test2", 8000, lanes_test2_each)):
+            each = [k for k in KINDS for _ in range(n)]
+            if each:
+                res["lanes"][split] = write_labelled(os.path.join(lanes, split), each,
+                                                     [[seed, first + i] for i in range(len(each))],
+                                                     frames, size, fps, layout="lanes")
     return res
 
 
@@ -288,19 +293,22 @@ def main(argv=None) -> int:
     p.add_argument("--lanes-train-clips", type=int, default=10,
                    help="normal training clips of the lanes scene (default: %(default)s)")
     p.add_argument("--lanes-each", type=int, default=4,
-                   help="validation and test clips of each kind in the lanes scene (0 = no lanes scene) "
+                   help="validation and test clips of each kind in the lanes scene (default: %(default)s)")
+    p.add_argument("--lanes-test2-each", type=int, default=8,
+                   help="clips of each kind in the lanes scene's second test set, lanes/test2/ "
                         "(default: %(default)s)")
     args = p.parse_args(argv)
 
     def run():
         if args.frames < 16:
             raise InputError(f"--frames must be >= 16 (an anomaly starts in the clip's middle third), got {args.frames}")
-        for flag in ("train_clips", "val_each", "lanes_train_clips", "lanes_each"):
+        for flag in ("train_clips", "val_each", "lanes_train_clips", "lanes_each", "lanes_test2_each"):
             if getattr(args, flag) < 0:
                 raise InputError(f"--{flag.replace('_', '-')} must be >= 0, got {getattr(args, flag)}")
         output_dir(args.out)
         print(make_benchmark(args.out, args.seed, args.frames, n_train=args.train_clips, n_val_each=args.val_each,
-                             lanes_train=args.lanes_train_clips, lanes_each=args.lanes_each))
+                             lanes_train=args.lanes_train_clips, lanes_each=args.lanes_each,
+                             lanes_test2_each=args.lanes_test2_each))
     return run_cli(run)
 
 

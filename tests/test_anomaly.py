@@ -229,6 +229,24 @@ def test_more_training_clips_leave_test_and_val_clips_unchanged(tmp_path):
         assert (tmp_path / "a" / split).read_bytes() == (tmp_path / "b" / split).read_bytes(), split
 
 
+def test_second_lanes_test_set_is_fresh_and_leaves_the_others_unchanged(tmp_path):
+    from anomaly.synthetic import make_benchmark
+
+    kw = dict(seed=3, frames=20, size=32, n_train=0, n_test_normal=0, n_panic=0, n_runner=0, n_val_each=0,
+              lanes_train=0, lanes_each=1)
+    make_benchmark(str(tmp_path / "a"), lanes_test2_each=0, **kw)
+    make_benchmark(str(tmp_path / "b"), lanes_test2_each=2, **kw)
+    assert not (tmp_path / "a" / "lanes" / "test2").exists()
+    test2 = sorted(os.listdir(tmp_path / "b" / "lanes" / "test2"))
+    assert len(test2) == 2 * 7 * 2 and "wrong_way_01.labels.txt" in test2  # 2 clips of 7 kinds, + labels
+    for split in ("val", "test"):
+        for f in os.listdir(tmp_path / "a" / "lanes" / split):
+            assert (tmp_path / "a" / "lanes" / split / f).read_bytes() == \
+                (tmp_path / "b" / "lanes" / split / f).read_bytes(), (split, f)
+    lanes = tmp_path / "b" / "lanes"
+    assert (lanes / "test2" / "normal_00.mp4").read_bytes() != (lanes / "test" / "normal_00.mp4").read_bytes()
+
+
 def test_video_round_trip_and_bad_input(tmp_path):
     v, _ = crowd_clip(0, frames=10, size=64)
     path = write_video(str(tmp_path / "c.mp4"), v)

@@ -7,8 +7,9 @@ clips (use clips the autoencoder did not train on: anomaly.train's validation
 clips are listed in detector.json), optionally with another --score reduction,
 --smooth, --border or --stride (scoring only; the training stride is kept in
 `train_stride`),
-and rewrites detector.json (written then renamed). Use it to adapt a detector to
-a new camera's normal footage without retraining.
+and rewrites detector.json (written then renamed). A motion detector's part
+scales are recalibrated on the same clips first (at --scale-percentile). Use it
+to adapt a detector to a new camera's normal footage without retraining.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on
 
 import numpy as np  # noqa: E402
 
-from cli import CliParser, run_cli  # noqa: E402
+from cli import CliParser, InputError, run_cli  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,6 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("--smooth", type=int, default=None, help="frames of causal max smoothing (default: the model's)")
     p.add_argument("--border", type=int, default=None, help="pixels left out at each edge (default: the model's)")
     p.add_argument("--stride", type=int, default=None, help="score a window every N frames (default: the model's)")
+    p.add_argument("--scale-percentile", type=float, default=None,
+                   help="motion detectors: the percentile of each part's values that becomes its scale "
+                        "(default: the model's; 95 for detectors trained before it was recorded)")
     args = p.parse_args(argv)
     def run():
         import dataclasses
@@ -39,11 +43,18 @@ def main(argv=None) -> int:
         from anomaly.detector import META, Detector, apply_overrides, percentile_threshold
         from anomaly.video import expand_videos, read_video
 
+        if args.scale_percentile is not None and not 0 < args.scale_percentile <= 100:
+            raise InputError(f"--scale-percentile must be in (0, 100], got {args.scale_percentile}")
         det = apply_overrides(Detector.load(args.model), args)
-        pct = args.percentile if args.percentile is not None else det.configs[0].percentile
-        videos = expand_videos(args.videos)
-        scores = np.concatenate([det.score_frames(read_video(v)) for v in videos])
+        if args.scale_percentile is not None and det.objective != "motion":
+            raise InputError(f"--scale-percentile: {args.model} is not a motion detector (its score has no parts)")
         old = det.configs[0]
+        pct = args.percentile if args.percentile is not None else old.percentile
+        videos = expand_videos(args.videos)
+        feats = [det.features(read_video(v)) for v in videos]
+        if det.objective == "motion":
+            old = rescale_motion(det, feats, args.scale_percentile)
+        scores = np.concatenate([det.score_features(f) for f in feats])
         new = dataclasses.replace(old, threshold=percentile_threshold(scores, pct), percentile=pct,
                                   calibrated_on=videos, score=det.score, smooth=det.smooth, border=det.border,
                                   stride=det.stride, train_stride=old.train_stride or old.stride)
@@ -51,6 +62,20 @@ def main(argv=None) -> int:
         print(f"threshold {new.threshold:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
               f"frame scores ({new.score})")
     return run_cli(run)
+
+
+def rescale_motion(det, feats: list, percentile=None):
+    """Recalibrates a motion detector's part scales on normal clips' raw features
+    (in `det`, for scoring); returns its config with the new scales."""
+    import dataclasses
+
+    from anomaly.motion import calibrate_scales
+
+    cfg = det.configs[0]
+    pct = percentile if percentile is not None else (cfg.scale_percentile or 95.0)
+    scales = calibrate_scales(det.models[0], cfg.motion, det.normalizers[0], feats, pct, det.counts[0])
+    det.scales = [scales]
+    return dataclasses.replace(cfg, scales=scales, scale_percentile=pct)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,13 @@ class DetectorConfig:
     threshold: frame scores above it are anomalous, calibrated as the
     `percentile` of held-out normal scores; score, smooth, border: the frame
     reduction ("mean" or "local"), causal max over N frames, pixels left out at
-    each edge; autoencoder / motion (+ scales): the network's config. The other
-    fields record the training (None when unknown)."""
+    each edge; autoencoder / motion (+ scales, calibrated at scale_percentile,
+    None in detectors that predate it: 95): the network's config;
+    location_counts: a motion detector's per-location counts of the motion bins
+    on its training frames, (n, n, bins) nested lists, the third part of its
+    score (`anomaly.motion`; absent in detectors trained before it existed,
+    which score with two parts). The other fields record the training (None
+    when unknown)."""
 
     features: FeatureConfig
     normalizer: dict
@@ -55,6 +60,8 @@ class DetectorConfig:
     autoencoder: AEConfig | None = None
     motion: MotionConfig | None = None
     scales: dict | None = None
+    scale_percentile: float | None = None
+    location_counts: list | None = None
     preset: str | None = None
     train_stride: int | None = None
     train_loss: float | None = None
@@ -86,8 +93,30 @@ class DetectorConfig:
         n = self.features.channels
         if sorted(self.normalizer) != ["mean", "std"] or any(len(self.normalizer[k]) != n for k in ("mean", "std")):
             raise InputError(f"normalizer needs a mean and a std of {n} channels, got {self.normalizer!r}")
-        if self.objective == "motion" and (self.motion is None or self.scales is None):
+        if self.objective == "motion":
+            self._check_motion()
+
+    def _check_motion(self) -> None:
+        if self.motion is None or self.scales is None:
             raise InputError("a motion detector needs its motion config and scales")
+        parts = 2
+        if self.location_counts is not None:
+            import numpy as np
+
+            c = np.asarray(self.location_counts)
+            m = self.motion
+            if c.shape != (m.grid, m.grid, m.bins) or c.dtype.kind not in "iu" or (c < 0).any():
+                raise InputError(f"location_counts must be ({m.grid}, {m.grid}, {m.bins}) counts >= 0, "
+                                 f"got shape {c.shape} of {c.dtype}")
+            parts = 3
+        if not isinstance(self.scales, dict) or sorted(self.scales) != sorted(SCORES) or any(
+                not isinstance(v, list) or len(v) != parts or not all(
+                    isinstance(x, (int, float)) and math.isfinite(x) and x > 0 for x in v)
+                for v in self.scales.values()):
+            raise InputError(f"scales must map {list(SCORES)} to {parts} positive numbers, got {self.scales!r}")
+        if self.scale_percentile is not None and not (
+                isinstance(self.scale_percentile, (int, float)) and 0 < self.scale_percentile <= 100):
+            raise InputError(f"scale_percentile must be in (0, 100], got {self.scale_percentile!r}")
 
     def to_dict(self) -> dict:
         """Plain JSON types, fields that are None left out."""

@@ -145,6 +145,8 @@ class Detector:
         if self.objective == "motion":
             self.motion_cfgs = [c.motion for c in self.configs]
             self.scales = [c.scales for c in self.configs]
+            self.counts = [None if c.location_counts is None else np.asarray(c.location_counts)
+                           for c in self.configs]
         self.window = c0.window
         self.stride = c0.stride
         self.threshold = float(np.mean([c.threshold for c in self.configs]))
@@ -219,7 +221,8 @@ class Detector:
             x = norm(raw)[..., DENSITY:DENSITY + 1]
             for j in range(0, len(x), batch):
                 y = self._predict(i, x[j:j + batch])
-                out[j:j + batch] += fuse(frame_parts(y, raw[j:j + batch], cfg, self.score), self.scales[i][self.score])
+                parts = frame_parts(y, raw[j:j + batch], cfg, self.score, self.counts[i])
+                out[j:j + batch] += fuse(parts, self.scales[i][self.score])
         return out / len(self.normalizers)
 
     def window_errors(self, raw_windows: np.ndarray, batch: int = 16) -> np.ndarray:

@@ -86,11 +86,17 @@ class LocationModel:
         """-log p(bin | cell) of every cell of every frame: (T, n, n)."""
         if self.counts is None:
             raise ValueError("fit the per-location model first")
-        b = self.motion_bins(raw)
-        if b.shape[1:] != self.counts.shape[:2]:
+        return self.bin_surprise(self.motion_bins(raw))
+
+    def bin_surprise(self, b: np.ndarray) -> np.ndarray:
+        """Motion bins (T, n, n) int -> -log p(bin | cell) under the counts, (T, n, n)."""
+        if self.counts is None:
+            raise ValueError("fit the per-location model first")
+        counts = np.asarray(self.counts)
+        if b.shape[1:] != counts.shape[:2]:
             raise InputError(f"features give a {b.shape[1:]} grid, the model was fitted on "
-                             f"{self.counts.shape[:2]}")
-        p = (self.counts + 1.0) / (self.counts.sum(-1, keepdims=True) + self.bins)
+                             f"{counts.shape[:2]}")
+        p = (counts + 1.0) / (counts.sum(-1, keepdims=True) + self.bins)
         ii, jj = np.indices(b.shape[1:])
         return -np.log(p[ii, jj, b])
 

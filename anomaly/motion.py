@@ -11,19 +11,25 @@ predicts for every cell of the detector's grid
 
 It is trained on normal clips only (cross-entropy on the observed bins, MSE on
 the speeds), so it learns which way and how fast people walk in each place.
-Each frame gets two scores:
+Each frame gets two scores from the model, and a third from counts:
 
     surprise  -log p(observed bin) of each cell, reduced like the detector's
               score: the worst cell ("local") or the mean ("mean");
     pace      |log((observed + m) / (predicted + m))|, the frame's mean flow
               speed against the speed the model expects of the people where
-              they stand (m = `min_speed`): a crowd that stops, or flees.
+              they stand (m = `min_speed`): a crowd that stops, or flees;
+    counts    (when the detector has them) the mean over the cells of
+              -log p(observed bin | cell) under per-location counts of the
+              training frames (`anomaly.location`): many cells a little
+              unusual at once, such as a group crossing or gathering, which
+              the worst cell of a model that knows the crowd around it misses.
 
 Surprise sees one cell at a time, so a whole crowd standing still (a bin the
 cells see now and then in normal frames) hardly moves it; the pace, summed over
-the frame first, does. The detector's frame score is
-max(surprise / s_surprise, pace / s_pace), each divided by its 95th percentile
-on held-out normal clips (`calibrate_scales`), then the detector's causal smoothing.
+the frame first, does. The detector's frame score is the largest part divided
+by its scale, max(surprise / s_surprise, pace / s_pace, counts / s_counts), the
+scales being the parts' 99th percentiles on held-out normal clips
+(`calibrate_scales`), then the detector's causal smoothing.
 
 One frame, not a window: given the density sequence a ConvLSTM learns to read
 the motion off it, and then predicts an anomalous motion as well as a normal one
@@ -39,6 +45,10 @@ from anomaly.location import LocationModel
 from anomaly.model import MotionConfig
 
 DENSITY = 2  # the density channel of the raw features
+# Each part is divided by this percentile of its values on held-out normal clips; chosen
+# on validation clips over 90-100 (anomaly/README.md): 95 let the noisiest part's normal
+# tail raise false alarms, and above 99 the estimate rests on a handful of frames.
+SCALE_PERCENTILE = 99.0
 SPEED_WEIGHT = 0.1  # of the speed loss beside the bins' cross-entropy (early stopping watches their sum)
 
 
@@ -70,8 +80,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "local") -> np.ndarray:
-    """The two scores of each frame.
+def fit_counts(feats: list, cfg: MotionConfig) -> np.ndarray:
+    """Per-location counts of the motion bins over normal clips' raw features
+    (frame 0 of each, which has no flow, left out): (n, n, bins) int."""
+    return bin_model(cfg).fit([f[1:] for f in feats]).counts
+
+
+def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "local",
+                counts=None) -> np.ndarray:
+    """The scores of each frame.
 
     Args:
         outputs: the model's outputs for the frames: "logits" (T, n, n, bins)
@@ -79,9 +96,11 @@ def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "l
         raw: the frames' raw features (T, S, S, C).
         cfg: the model's config.
         how: "local" (the worst cell's surprise) or "mean".
+        counts: per-location counts (n, n, bins) of `fit_counts`, or None.
 
     Returns:
-        (T, 2): surprise and pace.
+        (T, 2): surprise and pace; (T, 3) with the counts' mean surprise
+        after them when `counts` are given.
     """
     b = bin_model(cfg).motion_bins(raw)
     lp = log_softmax(np.asarray(outputs["logits"], np.float64))
@@ -89,11 +108,15 @@ def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "l
     expected = np.maximum(np.asarray(outputs["speed"], np.float64), 0).mean(axis=(1, 2)) * cfg.speed_scale
     seen = cell_speeds(raw, cfg.border).mean(axis=(1, 2))
     pace = np.abs(np.log((seen + cfg.min_speed) / (expected + cfg.min_speed)))
-    return np.stack([surprise, pace], axis=1)
+    if counts is None:
+        return np.stack([surprise, pace], axis=1)
+    location = bin_model(cfg)
+    location.counts = counts
+    return np.stack([surprise, pace, reduce_cells(location.bin_surprise(b), "mean")], axis=1)
 
 
 def fuse(parts: np.ndarray, scales) -> np.ndarray:
-    """(T, 2) parts -> (T,) frame scores: the larger part in units of its scale."""
+    """(T, k) parts -> (T,) frame scores: the largest part in units of its scale."""
     return (np.asarray(parts, np.float64) / np.asarray(scales, np.float64)).max(axis=-1)
 
 
@@ -135,14 +158,15 @@ def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, 
     return model, cfg, hist
 
 
-def calibrate_scales(model, cfg: MotionConfig, density_norm, feats: list, percentile: float = 95.0) -> dict:
-    """{reduction: [s_surprise, s_pace]}: each part's `percentile` over the frames of
-    held-out normal clips (raw features, frame 0 of each left out), for both
-    reductions of the surprise, so that either can be scored."""
+def calibrate_scales(model, cfg: MotionConfig, density_norm, feats: list,
+                     percentile: float = SCALE_PERCENTILE, counts=None) -> dict:
+    """{reduction: [s_surprise, s_pace] (+ s_counts with `counts`)}: each part's
+    `percentile` over the frames of held-out normal clips (raw features, frame 0
+    of each left out), for both reductions of the surprise, so that either can be scored."""
     parts = {"local": [], "mean": []}
     for f in feats:
         y = model.predict(density_norm(f[1:])[..., DENSITY:DENSITY + 1], verbose=0)
         for how, p in parts.items():
-            p.append(frame_parts(y, f[1:], cfg, how))
+            p.append(frame_parts(y, f[1:], cfg, how, counts))
     return {how: np.maximum(np.percentile(np.concatenate(p), percentile, axis=0), 1e-6).tolist()
             for how, p in parts.items()}

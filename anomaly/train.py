@@ -48,6 +48,8 @@ class TrainSettings:
     window_stride: int = 4            # between training windows
     stride: int = 1                   # between scored windows (saved)
     percentile: float = 95.0          # of held-out normal scores: the threshold
+    scale_percentile: float = 99.0    # motion: of each part's held-out normal values, its scale
+    counts: bool = True               # motion: the per-location counts' part of the score
     val_fraction: float = 0.2         # of the clips, held out
     score: str = "local"              # frame reduction: worst cell or "mean"
     border: int = 4                   # pixels left out at each edge
@@ -83,6 +85,8 @@ class TrainSettings:
             raise InputError(f"--lr must be > 0, got {self.lr}")
         if not 0 < self.percentile < 100:
             raise InputError(f"--percentile must be in (0, 100), got {self.percentile}")
+        if not 0 < self.scale_percentile <= 100:
+            raise InputError(f"--scale-percentile must be in (0, 100], got {self.scale_percentile}")
         if not 0 < self.val_fraction < 1:
             raise InputError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if not (self.mog2_learning_rate == -1 or 0 <= self.mog2_learning_rate <= 1):
@@ -118,6 +122,12 @@ def parse_args(argv=None) -> TrainSettings:
                         "chosen on validation; 4 = real time on a 2-core CPU) (default: %(default)s)")
     p.add_argument("--percentile", type=float, default=d.percentile,
                    help="threshold percentile of held-out normal scores (90 stricter, 98 looser) (default: %(default)s)")
+    p.add_argument("--scale-percentile", type=float, default=d.scale_percentile,
+                   help="motion objective: each part of the score is divided by this percentile of its values "
+                        "on the held-out normal clips (chosen on validation) (default: %(default)s)")
+    p.add_argument("--counts", choices=["true", "false"], default="true",
+                   help="motion objective: add the per-location counts' surprise as a third part of the score "
+                        "(default: true)")
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of the clips held out (default: %(default)s)")
     p.add_argument("--score", default=d.score, choices=["mean", "local"],
@@ -148,6 +158,7 @@ def parse_args(argv=None) -> TrainSettings:
     p.add_argument("--verbose", type=int, default=d.verbose, help="Keras fit verbosity (default: %(default)s)")
     args = vars(p.parse_args(argv))
     args["coords"] = args["coords"] == "true"
+    args["counts"] = args["counts"] == "true"
     return TrainSettings(**args)
 
 
@@ -258,8 +269,9 @@ def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
 
 
 def fit_motion(cfg: TrainSettings, tr_feats, va_feats, norm) -> tuple:
-    """The motion model of `anomaly.motion` fitted on normal frames, and its part
-    scales on the held-out clips: (model, its DetectorConfig fields)."""
+    """The motion model of `anomaly.motion` fitted on normal frames, the
+    per-location counts of those frames, and the parts' scales on the held-out
+    clips: (model, its DetectorConfig fields)."""
     import keras
 
     from anomaly import motion
@@ -271,7 +283,10 @@ def fit_motion(cfg: TrainSettings, tr_feats, va_feats, norm) -> tuple:
                                   lr=cfg.lr, epochs=cfg.epochs, batch_size=4 * cfg.batch_size,
                                   patience=cfg.patience, verbose=cfg.verbose, callbacks=tensorboard_callback(cfg))
     fit_s = round(time.time() - t0, 1)
-    return net, {"motion": m_cfg, "scales": motion.calibrate_scales(net, m_cfg, norm, va_feats),
+    counts = motion.fit_counts(tr_feats, m_cfg) if cfg.counts else None
+    return net, {"motion": m_cfg, "location_counts": None if counts is None else counts.tolist(),
+                 "scale_percentile": cfg.scale_percentile,
+                 "scales": motion.calibrate_scales(net, m_cfg, norm, va_feats, cfg.scale_percentile, counts),
                  "fit_seconds": fit_s, **_losses(hist)}
 
 

@@ -7,8 +7,9 @@ sees a window of density frames through a cell-level ConvLSTM.
 Each variant is trained like `python -m anomaly.train --objective motion
 --mog2-learning-rate 0.001 --epochs 30` (the same clips: the first 8 training
 clips to fit, the last 2 held out for early stopping and the part scales),
-scored with the detector's defaults (worst cell inside a 4-pixel border,
-smoothing 8) and reported as pooled frame ROC-AUC per anomaly group on the
+scored with the detector's defaults of the time (worst cell inside a 4-pixel
+border, smoothing 8; the two-part score, surprise and pace, each scaled by its
+95th percentile on the held-out clips) and reported as pooled frame ROC-AUC per anomaly group on the
 validation clips. Frames from the 16th on are scored for every variant, so the
 window variant loses no frames the others keep. Writes OUT (JSON).
 """
@@ -125,7 +126,7 @@ def run_frame(train, held, clips, norm, cfg, epochs):
     net, cfg, _ = motion.fit(train, held, norm, cfg, epochs=epochs, verbose=0)
     meta = {"objective": "motion", "features": {}, "normalizer": {"mean": norm.mean, "std": norm.std},
             "window": 2, "stride": 1, "threshold": 0.0, "score": "local", "smooth": 8, "border": cfg.border,
-            "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, norm, held)}
+            "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, norm, held, 95.0)}
     det = Detector([net], [meta])
     return {k: det.score_features(raw) for k, (raw, _) in clips.items()}
 

@@ -28,6 +28,12 @@ def _toy_frames(rng, n, top_vx, bottom_vx, people=6):
     return raw
 
 
+def test_the_trainer_uses_the_chosen_scale_percentile():
+    from anomaly.train import TrainSettings
+
+    assert TrainSettings(videos="x").scale_percentile == motion.SCALE_PERCENTILE
+
+
 def test_config_round_trip_and_shapes():
     cfg = MotionConfig(widths=(4,), cell_widths=(8,), frame_size=S, border=2)
     assert (cfg.cell, cfg.grid, cfg.bins) == (2, 6, 26)
@@ -54,6 +60,18 @@ def test_frame_parts_by_hand():
         np.testing.assert_allclose(parts[:, 0], np.log(28 / 3), rtol=1e-6)
         np.testing.assert_allclose(parts[:, 1], abs(np.log(0.52 / 0.27)), rtol=1e-6)
     np.testing.assert_allclose(motion.fuse([[1.0, 4.0], [3.0, 1.0]], [2.0, 4.0]), [1.0, 1.5])
+    # the counts part: every cell saw bin 18 eight times and bin 0 twice, so with
+    # add-one smoothing over 26 bins p(18) = 9 / 36 and each cell scores log 4
+    counts = np.zeros((8, 8, 26), np.int64)
+    counts[..., 18], counts[..., 0] = 8, 2
+    three = motion.frame_parts(out, raw, cfg, "local", counts)
+    assert three.shape == (2, 3)
+    np.testing.assert_allclose(three[:, :2], motion.frame_parts(out, raw, cfg, "local"))
+    np.testing.assert_allclose(three[:, 2], np.log(4.0), rtol=1e-6)
+    counts[0, 0] = 0  # one cell never saw anything: log 26 there, the mean over 64 cells
+    np.testing.assert_allclose(motion.frame_parts(out, raw, cfg, "local", counts)[:, 2],
+                               (63 * np.log(4.0) + np.log(26.0)) / 64, rtol=1e-6)
+    np.testing.assert_array_equal(motion.fit_counts([raw], cfg)[..., 18], 1)  # frame 0 left out
     with pytest.raises(ValueError, match="score must be"):
         motion.frame_parts(out, raw, cfg, "median")
 
@@ -98,18 +116,23 @@ def test_motion_model_knows_which_way_each_half_walks(toy_model):
     assert 0.3 < speed[occupied].mean() < 0.7
 
 
-def _motion_detector(net, cfg, val, threshold=1.0):
+def _motion_detector(net, cfg, val, threshold=1.0, counts=None):
     meta = {"objective": "motion", "features": FeatureConfig(frame_size=S).to_dict(),
             "normalizer": {"mean": IDENTITY.mean, "std": IDENTITY.std}, "window": 2, "stride": 1,
             "threshold": threshold, "percentile": 95, "score": "local", "smooth": 3, "border": 0,
-            "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, IDENTITY, val)}
+            "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, IDENTITY, val, counts=counts)}
+    if counts is not None:
+        meta["location_counts"] = counts.tolist()
     return Detector([net], [meta]), meta
 
 
-def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model, tmp_path):
+@pytest.mark.parametrize("with_counts", [False, True])
+def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model, tmp_path, with_counts):
     net, cfg, val = toy_model
-    det, meta = _motion_detector(net, cfg, val)
+    counts = motion.fit_counts(val, cfg) if with_counts else None
+    det, meta = _motion_detector(net, cfg, val, counts=counts)
     assert set(meta["scales"]) == {"local", "mean"} and all(v > 0 for s in meta["scales"].values() for v in s)
+    assert all(len(v) == (3 if with_counts else 2) for v in meta["scales"].values())
     raw = _toy_frames(np.random.default_rng(2), 9, 0.5, -0.5)
     offline = det.score_features(raw)
     assert np.isnan(offline[0]) and np.isfinite(offline[1:]).all()  # frame 0 has no flow of its own
@@ -147,11 +170,36 @@ def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys):
     meta = json.load(open(os.path.join(out, "detector.json")))
     assert meta["objective"] == "motion" and meta["window"] == 2 and meta["motion"]["frame_size"] == 32
     assert meta["motion"]["speed_scale"] > 0 and meta["threshold"] > 0
+    counts = np.asarray(meta["location_counts"])  # of the fit clips' frames, each frame once per cell
+    assert counts.shape == (6, 6, 26) and (counts.sum(-1) == 29 * meta["train_clips"]).all()
+    assert all(len(v) == 3 for v in meta["scales"].values()) and meta["scale_percentile"] == 99.0
+    # recalibrating on the held-out clip at the same percentiles gives the same scales and
+    # threshold; at the 100th percentile each scale is the part's largest held-out value
+    from anomaly import calibrate
+
+    assert calibrate.main(["--model", out, "--videos", meta["videos"][-1]]) == 0
+    again = json.load(open(os.path.join(out, "detector.json")))
+    for how in ("local", "mean"):
+        np.testing.assert_allclose(again["scales"][how], meta["scales"][how], rtol=1e-5)
+    np.testing.assert_allclose(again["threshold"], meta["threshold"], rtol=1e-5)
+    assert calibrate.main(["--model", out, "--videos", meta["videos"][-1], "--scale-percentile", "100"]) == 0
+    top = json.load(open(os.path.join(out, "detector.json")))
+    assert top["scale_percentile"] == 100 and all(
+        t > m for how in ("local", "mean") for t, m in zip(top["scales"][how], meta["scales"][how]))
+    assert calibrate.main(["--model", out, "--videos", meta["videos"][-1], "--scale-percentile", "0"]) == 2
+    assert "--scale-percentile must be in (0, 100]" in capsys.readouterr().err
     ev = str(tmp_path / "eval")
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "*.mp4"), "--out", ev,
                           "--normal-videos", os.path.join(data, "lanes", "train", "*.mp4")]) == 0
     m = json.load(open(os.path.join(ev, "metrics.json")))
     assert {"stop", "wrong_way", "pattern"} <= set(m["per_kind"])
+    # --videos repeated: the clips pooled, those sharing a file name told apart by their folders
+    both = str(tmp_path / "eval_both")
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "[ns]*_00.mp4"),
+                          "--videos", os.path.join(data, "test", "normal_00.mp4"), "--out", both]) == 0
+    m2 = json.load(open(os.path.join(both, "metrics.json")))
+    assert sorted(m2["per_video"]) == ["lanes_test_normal_00", "lanes_test_stop_00", "test_normal_00"]
+    assert set(m2["per_kind"]) == {"all", "stop"} and m2["per_kind"]["all"]["model"]["frames"] == 3 * 29
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "lanes", "test", "*.mp4"), "--out", ev,
                           "--border", "0", "--overwrite"]) == 2
     assert "fixed when it is trained" in capsys.readouterr().err
@@ -169,5 +217,32 @@ def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys):
                        "--frame-size", "32", "--objective", "motion", "--verbose", "0"]) == 2
     assert "--overwrite" in capsys.readouterr().err and open(os.path.join(out, "detector.json")).read() == before
     assert train.main(["--videos", os.path.join(data, "lanes", "train", "*.mp4"), "--out", out, "--epochs", "1",
-                       "--frame-size", "32", "--objective", "motion", "--verbose", "0", "--overwrite"]) == 0
-    assert open(os.path.join(out, "detector.json")).read() != before
+                       "--frame-size", "32", "--objective", "motion", "--verbose", "0", "--overwrite",
+                       "--counts", "false", "--scale-percentile", "95"]) == 0
+    two = json.load(open(os.path.join(out, "detector.json")))  # the two-part score of earlier detectors
+    assert "location_counts" not in two and two["scale_percentile"] == 95
+    assert all(len(v) == 2 for v in two["scales"].values())
+
+
+def test_detector_config_checks_counts_and_scales(toy_model):
+    """detector.json's counts must fit the model's grid and bins, and the scales
+    must match the parts: two without counts, three with them."""
+    from anomaly.config import DetectorConfig
+
+    net, cfg, val = toy_model
+    counts = motion.fit_counts(val, cfg)
+    _, meta = _motion_detector(net, cfg, val, counts=counts)
+    assert DetectorConfig.from_dict(json.loads(json.dumps(meta))).to_dict() == DetectorConfig.from_dict(meta).to_dict()
+    for change, message in (({"location_counts": counts[:4].tolist()}, "location_counts must be"),
+                            ({"location_counts": (-counts).tolist()}, "location_counts must be"),
+                            ({"location_counts": (counts + 0.5).tolist()}, "location_counts must be"),
+                            ({"scales": {k: v[:2] for k, v in meta["scales"].items()}}, "scales must map"),
+                            ({"scales": {"local": meta["scales"]["local"]}}, "scales must map"),
+                            ({"scales": {k: [0.0, *v[1:]] for k, v in meta["scales"].items()}}, "scales must map")):
+        with pytest.raises(ValueError, match=message):
+            DetectorConfig.from_dict({**meta, **change})
+    two = {k: v for k, v in meta.items() if k != "location_counts"}  # a detector from before the counts
+    with pytest.raises(ValueError, match="scales must map"):
+        DetectorConfig.from_dict(two)
+    two["scales"] = {k: v[:2] for k, v in meta["scales"].items()}
+    assert DetectorConfig.from_dict(two).location_counts is None

@@ -45,9 +45,9 @@ from anomaly.location import LocationModel
 from anomaly.model import MotionConfig
 
 DENSITY = 2  # the density channel of the raw features
-# Each part is divided by this percentile of its values on held-out normal clips; chosen
-# on validation clips over 90-100 (anomaly/README.md): 95 let the noisiest part's normal
-# tail raise false alarms, and above 99 the estimate rests on a handful of frames.
+# Each part is divided by this percentile of its values on held-out normal clips: the
+# lowest within 0.005 of the best of 90-100 on validation clips (anomaly/README.md);
+# higher ones rest on a handful of frames.
 SCALE_PERCENTILE = 99.0
 SPEED_WEIGHT = 0.1  # of the speed loss beside the bins' cross-entropy (early stopping watches their sum)
 

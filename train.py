@@ -111,7 +111,7 @@ def config_from_args(args) -> Config:
         except ValueError:
             raise InputError(f"--filters must be comma-separated integers, got {args.filters!r}") from None
         if len(m["filters"]) != len(cfg.model.kernel_sizes):
-            raise UserError(f"--filters needs {len(cfg.model.kernel_sizes)} values")
+            raise InputError(f"--filters needs {len(cfg.model.kernel_sizes)} values, got {args.filters!r}")
     if args.input_skip is not None:
         m["input_skip"] = args.input_skip == "true"
     if args.leaky_head:
@@ -130,23 +130,30 @@ def config_from_args(args) -> Config:
     cfg.model = dataclasses.replace(cfg.model, **{k: v for k, v in m.items() if v is not None})
     cfg.train = dataclasses.replace(cfg.train, **{k: v for k, v in t.items() if v is not None})
     tr = cfg.train
-    if tr.seq_len < 2 or tr.batch_size < 1 or tr.epochs < 1 or tr.steps_per_epoch < 1 or tr.lr <= 0:
-        raise UserError("--seq-len must be >= 2 and --batch-size, --epochs, --steps-per-epoch, --lr positive")
+    if tr.seq_len < 2:
+        raise InputError(f"--seq-len must be >= 2, got {tr.seq_len}")
+    for flag, value in (("--batch-size", tr.batch_size), ("--epochs", tr.epochs),
+                        ("--steps-per-epoch", tr.steps_per_epoch), ("--lr", tr.lr)):
+        if not value > 0:
+            raise InputError(f"{flag} must be positive, got {value}")
     if tr.feedback_passes and tr.context_frames >= tr.seq_len - 1:
-        raise UserError(f"--context-frames {tr.context_frames} leaves no frame to feed back "
-                        f"in sequences of {tr.seq_len} frames")
+        raise InputError(f"--context-frames {tr.context_frames} leaves no frame to feed back "
+                         f"in sequences of {tr.seq_len} frames")
     if tr.feedback_ramp and not tr.feedback_passes:
-        raise UserError("--feedback-ramp true needs --feedback-passes >= 1 (it ramps the fed-back share)")
-    weights = (tr.bce_weight, tr.perceptual_weight, tr.gdl_weight, tr.mse_weight, tr.l1_weight)
-    if min(weights) < 0 or not any(weights):
-        raise UserError("loss weights must be >= 0 and not all zero")
+        raise InputError("--feedback-ramp true needs --feedback-passes >= 1 (it ramps the fed-back share), "
+                         f"got {tr.feedback_passes}")
+    weights = {"--bce-weight": tr.bce_weight, "--perceptual-weight": tr.perceptual_weight,
+               "--gdl-weight": tr.gdl_weight, "--mse-weight": tr.mse_weight, "--l1-weight": tr.l1_weight}
+    if min(weights.values()) < 0 or not any(weights.values()):
+        raise InputError(f"loss weights must be >= 0 and not all zero, got {weights}")
     if tr.total_steps < 0 or not 0 <= tr.warmup_steps < run_steps(tr):
-        raise UserError(f"--total-steps must be >= 0 and --warmup-steps in [0, {run_steps(tr)}) "
-                        f"(got {tr.total_steps}, {tr.warmup_steps})")
+        raise InputError(f"--total-steps must be >= 0 and --warmup-steps in [0, {run_steps(tr)}) "
+                         f"(got {tr.total_steps}, {tr.warmup_steps})")
     if tr.val_rollout_sequences < 0:
-        raise UserError(f"--val-rollout-sequences must be >= 0, got {tr.val_rollout_sequences}")
+        raise InputError(f"--val-rollout-sequences must be >= 0, got {tr.val_rollout_sequences}")
     if tr.val_rollout_sequences and tr.seq_len < tr.context_frames + 1:
-        raise UserError(f"--val-rollout-sequences needs --seq-len > --context-frames ({tr.context_frames})")
+        raise InputError(f"--val-rollout-sequences needs --seq-len > --context-frames ({tr.context_frames}), "
+                         f"got {tr.seq_len}")
     mc = cfg.model
     if not 0 < mc.bn_momentum < 1:
         raise InputError(f"--bn-momentum must be in (0, 1), got {mc.bn_momentum}")

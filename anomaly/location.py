@@ -84,8 +84,6 @@ class LocationModel:
 
     def surprise(self, raw: np.ndarray) -> np.ndarray:
         """-log p(bin | cell) of every cell of every frame: (T, n, n)."""
-        if self.counts is None:
-            raise ValueError("fit the per-location model first")
         return self.bin_surprise(self.motion_bins(raw))
 
     def bin_surprise(self, b: np.ndarray) -> np.ndarray:

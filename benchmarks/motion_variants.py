@@ -9,8 +9,8 @@ Each variant is trained like `python -m anomaly.train --objective motion
 clips to fit, the last 2 held out for early stopping and the part scales),
 scored with the detector's defaults of the time (worst cell inside a 4-pixel
 border, smoothing 8; the two-part score, surprise and pace, each scaled by its
-95th percentile on the held-out clips) and reported as pooled frame ROC-AUC per anomaly group on the
-validation clips. Frames from the 16th on are scored for every variant, so the
+95th percentile on the held-out clips) and reported as pooled frame ROC-AUC per
+anomaly group on the validation clips. Frames from the 16th on are scored for every variant, so the
 window variant loses no frames the others keep. Writes OUT (JSON).
 """
 

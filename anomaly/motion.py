@@ -102,7 +102,8 @@ def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "l
         (T, 2): surprise and pace; (T, 3) with the counts' mean surprise
         after them when `counts` are given.
     """
-    b = bin_model(cfg).motion_bins(raw)
+    location = bin_model(cfg)
+    b = location.motion_bins(raw)
     lp = log_softmax(np.asarray(outputs["logits"], np.float64))
     surprise = reduce_cells(-np.take_along_axis(lp, b[..., None], axis=-1)[..., 0], how)  # cells (T, n, n)
     expected = np.maximum(np.asarray(outputs["speed"], np.float64), 0).mean(axis=(1, 2)) * cfg.speed_scale
@@ -110,7 +111,6 @@ def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "l
     pace = np.abs(np.log((seen + cfg.min_speed) / (expected + cfg.min_speed)))
     if counts is None:
         return np.stack([surprise, pace], axis=1)
-    location = bin_model(cfg)
     location.counts = counts
     return np.stack([surprise, pace, reduce_cells(location.bin_surprise(b), "mean")], axis=1)
 

@@ -1,6 +1,6 @@
 """How a motion detector's frame score is assembled, compared on choice clips.
 
-    python benchmarks/motion_scoring.py --model runs/lanes30_motion --model runs/lanes100_motion \
+    python benchmarks/motion_scoring.py --model runs/m30/results/anomaly/lanes/model --model runs/lanes100 \
         --videos "data/crowd/lanes/val/*.mp4" --videos "data/crowd/lanes/test/*.mp4" \
         --out results/anomaly/lanes/motion_scoring.json
 

@@ -10,8 +10,9 @@ clips to fit, the last 2 held out for early stopping and the part scales),
 scored with the detector's defaults of the time (worst cell inside a 4-pixel
 border, smoothing 8; the two-part score, surprise and pace, each scaled by its
 95th percentile on the held-out clips) and reported as pooled frame ROC-AUC per
-anomaly group on the validation clips. Frames from the 16th on are scored for every variant, so the
-window variant loses no frames the others keep. Writes OUT (JSON).
+anomaly group on the validation clips. Frames from the 16th on are scored for
+every variant, so the window variant loses no frames the others keep. Writes
+OUT (JSON).
 """
 
 from __future__ import annotations

@@ -54,6 +54,27 @@ class CliParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
+    def add_renamed(self, old: str, new: str) -> None:
+        """Keeps flag `old`, now called `new` (already added), working for one more
+        release: hidden from --help, same value type and choices, and one
+        deprecation line on stderr when used."""
+        target = next(a for a in self._actions if new in a.option_strings)
+        self.add_argument(old, dest=target.dest, type=target.type, choices=target.choices,
+                          action=_Renamed, new=new, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+class _Renamed(argparse.Action):
+    """Stores the value of a renamed flag under its new name's dest, and says so."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"warning: {option_string} is now called {self.new}; the old name will be removed "
+              "in the next release", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
 
 def output_dir(path: str, flag: str = "--out", create: bool = True) -> str:
     """Checks that the output folder `path` can be written, and creates it (with
@@ -91,3 +112,12 @@ def first_line(e: BaseException, limit: int = 200) -> str:
     one `error:` line instead of a page of framework text)."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
+def is_fetch_failure(e: BaseException) -> bool:
+    """Whether `e` is how `keras.utils.get_file` (and the loaders built on it, such as
+    `keras.applications.VGG16`) reports a file it could not fetch or read: a bare
+    `Exception` wrapping urllib's error for a failed download, a ValueError for a
+    wrong hash or a weights file of the wrong shape, an OSError for a file h5py
+    cannot read. Anything else is a bug and should keep its traceback."""
+    return type(e) is Exception or isinstance(e, (OSError, ValueError))

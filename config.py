@@ -14,6 +14,30 @@ from dataclasses import dataclass, field
 from cli import InputError
 
 
+def from_fields(cls, d, what: str, tuples: tuple = ()):
+    """`cls(**d)` for a dataclass read from a file: an InputError naming `what` for
+    a value that is not an object, unknown keys or missing required ones, and
+    fields in `tuples` that are not lists (they become tuples). What is left to
+    go wrong is a value check of `cls` itself, or a bug."""
+    if not isinstance(d, dict):
+        raise InputError(f"{what}: expected an object, got {type(d).__name__} {d!r:.60}")
+    fields = dataclasses.fields(cls)
+    unknown = sorted(set(d) - {f.name for f in fields})
+    if unknown:
+        raise InputError(f"{what}: unknown keys {unknown}")
+    missing = sorted(f.name for f in fields if f.name not in d and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise InputError(f"{what}: missing keys {missing}")
+    d = dict(d)
+    for key in tuples:
+        if key in d:
+            if not isinstance(d[key], (list, tuple)):
+                raise InputError(f"{what}: {key} must be a list, got {d[key]!r}")
+            d[key] = tuple(d[key])
+    return cls(**d)
+
+
 @dataclass
 class ModelConfig:
     """The predictor network (see `model.build_model`).
@@ -76,6 +100,11 @@ class TrainConfig:
             from 0 at the first step to 1 at `total_steps` (else the true frame);
             False feeds every forecast from the start.
         context_frames: true frames before self-fed frames (feedback training).
+        subpixel_jitter: training digits are placed at floor(position * 36 + u)
+            with u uniform in [0, 1) per digit and axis, instead of the
+            reference generator's truncation (u = 0): the model sees the same
+            motion under every rasterisation convention, so it cannot learn one.
+            Validation stays on the reference's.
         lr_schedule: "plateau" (ReduceLROnPlateau + EarlyStopping on val_loss)
             or "cosine" (linear warm-up over `warmup_steps`, then cosine decay to
             1% of `lr` at `total_steps`; runs to the end, no early stopping).
@@ -108,6 +137,7 @@ class TrainConfig:
     feedback_passes: int = 0
     context_frames: int = 10
     feedback_ramp: bool = False
+    subpixel_jitter: bool = False
     lr_schedule: str = "plateau"
     total_steps: int = 0
     warmup_steps: int = 0
@@ -133,19 +163,16 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "Config":
-        model = dict(d.get("model", {}))
-        for key in ("filters", "kernel_sizes", "head_kernel"):
-            if key in model:
-                model[key] = tuple(model[key])
-        known_m = {f.name for f in dataclasses.fields(ModelConfig)}
-        known_t = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = (set(model) - known_m) | (set(d.get("train", {})) - known_t)
+        if not isinstance(d, dict):
+            raise InputError(f"config: expected an object, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"preset", "model", "train"})
         if unknown:
-            raise InputError(f"unknown config keys: {sorted(unknown)}")
+            raise InputError(f"config: unknown keys {unknown}")
         return cls(
             preset=d.get("preset", "custom"),
-            model=ModelConfig(**model),
-            train=TrainConfig(**d.get("train", {})),
+            model=from_fields(ModelConfig, d.get("model", {}), "config model",
+                              tuples=("filters", "kernel_sizes", "head_kernel")),
+            train=from_fields(TrainConfig, d.get("train", {}), "config train"),
         )
 
     @classmethod
@@ -164,7 +191,7 @@ class Config:
                 return cls.from_json(f.read())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise InputError(f"{path}: not a readable config.json ({e})") from None
-        except (TypeError, AttributeError, KeyError) as e:
+        except InputError as e:
             raise InputError(f"{path}: not a run's config.json ({e})") from None
 
 

@@ -15,7 +15,7 @@ import zlib
 
 import numpy as np
 
-from cli import InputError
+from cli import InputError, is_fetch_failure
 
 # Where the official Moving MNIST test file lives (Srivastava et al. 2015).
 MOVING_MNIST_URL = "http://www.cs.toronto.edu/~nitish/unsupervised_video/mnist_test_seq.npy"
@@ -79,6 +79,8 @@ def _mnist_arrays(path: str | None) -> tuple[np.ndarray | None, np.ndarray]:
             path = keras.utils.get_file(
                 "mnist.npz", origin=MNIST_NPZ_URL, file_hash=MNIST_NPZ_SHA256)
         except Exception as e:
+            if not is_fetch_failure(e):
+                raise
             raise DataError(
                 f"cannot download MNIST ({e}); pass --mnist PATH (a folder with "
                 f"t10k-images-idx3-ubyte.gz, or mnist.npz) or set {MNIST_ENV}") from None
@@ -133,14 +135,63 @@ def _as_rng(seed) -> np.random.Generator:
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits: int = 2,
-                              size: int = 64, seed=None, step: float = 0.1) -> np.ndarray:
-    """Top-left digit positions of bouncing digits, as in Srivastava et al. 2015.
+def bounce(start: np.ndarray, theta: np.ndarray, seq_len: int, step: float = 0.1) -> np.ndarray:
+    """Positions of bouncing points in the unit square, exactly as the reference
+    generator (Srivastava et al. 2015, `GetRandomTrajectory`; OpenSTL's
+    `get_random_trajectory`) moves them.
 
-    Each digit starts uniformly in the free area [0, size - 28] and moves in a
-    uniform random direction at a fixed speed of `step` times the free range per
-    frame. On reaching a border its position is clamped and that velocity
-    component negated.
+    Every frame first takes a step of `step` along the velocity (sin theta,
+    cos theta) for (row, col), then bounces: a coordinate at or past 0 is set
+    to 0 and its velocity component negated, likewise at or past 1. The first
+    recorded position is therefore one step after `start`.
+
+    Args:
+        start: float (..., 2) initial (row, col) in [0, 1).
+        theta: float (...) direction angles in radians.
+        seq_len: frames to record.
+        step: step length, as a fraction of the free range.
+
+    Returns:
+        float64 (..., seq_len, 2) positions in [0, 1].
+    """
+    pos = np.array(start, np.float64)
+    theta = np.asarray(theta, np.float64)
+    vel = np.stack([np.sin(theta), np.cos(theta)], axis=-1)
+    out = np.empty(pos.shape[:-1] + (seq_len, 2))
+    for t in range(seq_len):
+        pos = pos + vel * step
+        low, high = pos <= 0.0, pos >= 1.0
+        pos = np.where(low, 0.0, np.where(high, 1.0, pos))
+        vel = np.where(low | high, -vel, vel)
+        out[..., t, :] = pos
+    return out
+
+
+def rasterise(positions: np.ndarray, free: int, offset=0.0) -> np.ndarray:
+    """Unit-square positions -> integer top-left pixels: floor(position * free + offset).
+
+    offset 0 is the reference's `(free * position).astype(int32)` (truncation;
+    positions are >= 0); 0.5 rounds to the nearest pixel. An array `offset`
+    broadcasts against `positions` (a sub-pixel shift of the pixel grid). The
+    result stays in [0, free] for offsets in [0, 1).
+    """
+    return np.floor(np.asarray(positions) * free + offset).astype(np.int64)
+
+
+def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits: int = 2,
+                              size: int = 64, seed=None, step: float = 0.1, offset: float = 0.0,
+                              jitter: bool = False) -> np.ndarray:
+    """Top-left digit positions of bouncing digits, as the reference generator makes them.
+
+    Each digit starts uniformly in the unit square (scaled to the free area
+    [0, size - 28]) with a uniform random direction, and moves as `bounce`
+    says; positions are rasterised by `rasterise`.
+
+    Args:
+        offset: the sub-pixel offset of the pixel grid (0 = the reference's truncation).
+        jitter: draw the offset uniformly in [0, 1) for every digit and axis
+            instead (constant over a sequence): the same motion under every
+            rasterisation convention, for training a model that must not care.
 
     Returns:
         int64 array (num_sequences, num_digits, seq_len, 2) of (row, col).
@@ -149,29 +200,28 @@ def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits:
     free = size - DIGIT_SIZE
     if free < 0:
         raise InputError(f"size must be >= {DIGIT_SIZE}, got {size}")
-    pos = rng.uniform(size=(num_sequences, num_digits, 2))
+    if not 0.0 <= offset < 1.0:
+        raise InputError(f"offset must be in [0, 1), got {offset}")
+    start = rng.uniform(size=(num_sequences, num_digits, 2))
     theta = rng.uniform(0.0, 2.0 * np.pi, size=(num_sequences, num_digits))
-    vel = step * np.stack([np.sin(theta), np.cos(theta)], axis=-1)
-    out = np.empty((num_sequences, num_digits, seq_len, 2))
-    for t in range(seq_len):
-        out[:, :, t] = pos
-        pos = pos + vel
-        low, high = pos <= 0.0, pos >= 1.0
-        pos = np.clip(pos, 0.0, 1.0)
-        vel = np.where(low | high, -vel, vel)
-    return np.floor(out * free + 0.5).astype(np.int64)
+    if jitter:
+        offset = rng.uniform(size=(num_sequences, num_digits, 1, 2))
+    return rasterise(bounce(start, theta, seq_len, step), free, offset)
 
 
 def generate_moving_mnist(digits: np.ndarray, num_sequences: int, seq_len: int = 20,
                           size: int = 64, num_digits: int = 2, seed=None,
-                          return_trajectories: bool = False):
+                          return_trajectories: bool = False, offset: float = 0.0,
+                          jitter: bool = False):
     """Bouncing-digit sequences (Srivastava et al. 2015), vectorised.
 
     Args:
         digits: uint8 (M, 28, 28) digit images to draw from (uniformly, with
-            replacement).
+            replacement, as OpenSTL draws them).
         num_sequences, seq_len, size, num_digits: output shape and content.
         seed: int, None or a `np.random.Generator`; the same int gives the same array.
+        offset, jitter: the rasterisation (`moving_mnist_trajectories`); the
+            defaults are the reference's.
         return_trajectories: also return the (N, D, T, 2) positions and the
             (N, D) indices of the digits used.
 
@@ -184,8 +234,10 @@ def generate_moving_mnist(digits: np.ndarray, num_sequences: int, seq_len: int =
         raise InputError(f"digits must be (M, 28, 28), got {digits.shape}")
     rng = _as_rng(seed)
     n, t = num_sequences, seq_len
-    traj = moving_mnist_trajectories(n, t, num_digits, size, rng)
     which = rng.integers(0, len(digits), size=(n, num_digits))
+    # Jitter offsets are the trajectories' last draws: with or without them the
+    # same seed gives the same digits on the same continuous paths.
+    traj = moving_mnist_trajectories(n, t, num_digits, size, rng, offset=offset, jitter=jitter)
     canvas = np.zeros(n * t * size * size, np.uint8)
     # Flat index of every digit pixel in every frame: one gather + one scatter per digit.
     offsets = (np.arange(DIGIT_SIZE)[:, None] * size + np.arange(DIGIT_SIZE)[None, :]).ravel()
@@ -201,11 +253,12 @@ def generate_moving_mnist(digits: np.ndarray, num_sequences: int, seq_len: int =
     return video
 
 
-def generate_in_chunks(digits, num_sequences, seq_len=20, num_digits=2, seed=None, chunk=512):
+def generate_in_chunks(digits, num_sequences, seq_len=20, num_digits=2, seed=None, chunk=512,
+                       offset: float = 0.0):
     """`generate_moving_mnist` in chunks of bounded memory, from one seeded stream."""
     rng = _as_rng(seed)
     parts = [generate_moving_mnist(digits, min(chunk, num_sequences - i), seq_len,
-                                   num_digits=num_digits, seed=rng)
+                                   num_digits=num_digits, seed=rng, offset=offset)
              for i in range(0, num_sequences, chunk)]
     return np.concatenate(parts) if parts else np.zeros((0, seq_len, 64, 64), np.uint8)
 
@@ -227,7 +280,18 @@ def open_moving_mnist_npy(path: str) -> np.ndarray:
             or arr.shape[0] != 20 or arr.shape[2:] != (64, 64):
         got = f"{getattr(arr, 'dtype', type(arr))} {getattr(arr, 'shape', '')}"
         raise DataError(f"{path}: expected {OFFICIAL_LAYOUT}, got {got}")
+    if arr.shape[1] == 0:
+        raise DataError(f"{path}: holds no sequences (shape {arr.shape}); expected {OFFICIAL_LAYOUT} with N >= 1")
     return arr.transpose(1, 0, 2, 3)
+
+
+def save_moving_mnist_npy(path: str, videos: np.ndarray) -> None:
+    """Writes uint8 sequences (N, T, 64, 64) in the official file's layout,
+    time-major (T, N, 64, 64), as `open_moving_mnist_npy` reads it back."""
+    videos = np.asarray(videos)
+    if videos.dtype != np.uint8 or videos.ndim != 4:
+        raise InputError(f"videos must be uint8 (N, T, H, W), got {videos.dtype} {videos.shape}")
+    np.save(path, np.ascontiguousarray(videos.transpose(1, 0, 2, 3)), allow_pickle=False)
 
 
 def load_moving_mnist_npy(path: str | None = None) -> np.ndarray:
@@ -254,10 +318,6 @@ def to_float(frames: np.ndarray) -> np.ndarray:
     return (np.asarray(frames, np.float32) / 255.0)[..., None]
 
 
-def to_uint8(frames: np.ndarray) -> np.ndarray:
-    """float [0, 1] -> uint8, rounding, clipping."""
-    return np.clip(np.rint(np.asarray(frames, np.float32) * 255.0), 0, 255).astype(np.uint8)
-
 
 # ------------------------------------------------------------------ tf.data pipelines
 
@@ -270,18 +330,21 @@ def shift_for_next_frame(videos):
 
 
 def train_batch(digits: np.ndarray, step: int, batch_size: int, seq_len: int = 20,
-                num_digits: int = 2, seed: int = 0, worker: int = 0) -> np.ndarray:
+                num_digits: int = 2, seed: int = 0, worker: int = 0, jitter: bool = False) -> np.ndarray:
     """Training batch number `step` of the endless stream: uint8 (B, T, 64, 64).
 
     A batch is a function of (seed, worker, step) alone, so a resumed run
     continues the stream where it stopped instead of replaying its start, and
-    each worker of a multi-worker run draws sequences of its own."""
+    each worker of a multi-worker run draws sequences of its own. `jitter`:
+    random sub-pixel grid offsets (`moving_mnist_trajectories`)."""
     rng = np.random.default_rng([seed, 1, worker, step])
-    return generate_moving_mnist(digits, batch_size, seq_len, num_digits=num_digits, seed=rng)
+    return generate_moving_mnist(digits, batch_size, seq_len, num_digits=num_digits, seed=rng,
+                                 jitter=jitter)
 
 
 def train_batches(digits: np.ndarray, batch_size: int, seq_len: int = 20, num_digits: int = 2,
-                  seed: int = 0, worker: int = 0, start_step: int = 0, prefetch: int = 4):
+                  seed: int = 0, worker: int = 0, start_step: int = 0, prefetch: int = 4,
+                  jitter: bool = False):
     """`train_batch` from `start_step` on, shifted for next-frame training, as
     float32 (inputs (B, T-1, 64, 64, 1), targets (B, T-1, 64, 64, 1)) pairs: the
     stream for backends without tf.data (JAX). A background thread generates
@@ -294,7 +357,7 @@ def train_batches(digits: np.ndarray, batch_size: int, seq_len: int = 20, num_di
     def produce():
         step = start_step
         while True:
-            v = train_batch(digits, step, batch_size, seq_len, num_digits, seed, worker)
+            v = train_batch(digits, step, batch_size, seq_len, num_digits, seed, worker, jitter)
             x = v.astype(np.float32)[..., None] / np.float32(255.0)
             q.put((x[:, :-1], x[:, 1:]))
             step += 1
@@ -305,7 +368,8 @@ def train_batches(digits: np.ndarray, batch_size: int, seq_len: int = 20, num_di
 
 
 def train_dataset(digits: np.ndarray, batch_size: int, seq_len: int = 20,
-                  num_digits: int = 2, seed: int = 0, worker: int = 0, start_step: int = 0):
+                  num_digits: int = 2, seed: int = 0, worker: int = 0, start_step: int = 0,
+                  jitter: bool = False):
     """The endless stream of `train_batch`es from `start_step` on, as tf.data,
     shifted for next-frame training (tf.data auto-sharding is off: the data is
     generated, not read)."""
@@ -314,7 +378,7 @@ def train_dataset(digits: np.ndarray, batch_size: int, seq_len: int = 20,
     def batches():
         step = start_step
         while True:
-            yield train_batch(digits, step, batch_size, seq_len, num_digits, seed, worker)
+            yield train_batch(digits, step, batch_size, seq_len, num_digits, seed, worker, jitter)
             step += 1
 
     spec = tf.TensorSpec((batch_size, seq_len, 64, 64), tf.uint8)

@@ -39,13 +39,16 @@ def parse_args(argv=None):
     src.add_argument("--data", default=None, help="the official mnist_test_seq.npy (uint8, (20, N, 64, 64))")
     src.add_argument("--mnist", default=None,
                      help="MNIST source: generate a seeded test set from test digits 8500-8999")
-    p.add_argument("--sequences", type=int, default=1000,
-                   help="test sequences (generated set size, or the first N of --data; 0 = all of --data) "
-                        "(default: %(default)s)")
+    p.add_argument("--sequences", type=int, default=None,
+                   help="test sequences: the generated set's size (default 1000), or the first N of --data "
+                        "(default: all of it, as papers score the official file; 0 = all)")
     p.add_argument("--split", default="test", choices=["test", "val"],
                    help="digits for the generated set: test (8500-8999, the reported numbers) or val "
                         "(8000-8499, for choosing between models) (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the generated test set (default: %(default)s)")
+    p.add_argument("--subpixel-offset", type=float, default=0.0,
+                   help="generated set: digits at floor(position x 36 + OFFSET); 0 = the reference "
+                        "generator's truncation, 0.5 = rounding to the nearest pixel (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per batch (default: %(default)s)")
     p.add_argument("--context", type=int, default=10, help="true frames before the rollout (default: %(default)s)")
     p.add_argument("--horizon", type=int, default=10, help="frames forecast in the rollout (default: %(default)s)")
@@ -75,15 +78,16 @@ def test_videos(args, seq_len: int = 20, num_digits: int = 2):
     if args.data:
         view = data.open_moving_mnist_npy(args.data)
         n = len(view) if args.sequences in (0, None) else min(args.sequences, len(view))
-        return view[:n], {"source": "official mnist_test_seq.npy", "path": os.path.abspath(args.data),
-                          "sequences": n}
+        return view[:n], {"source": "official mnist_test_seq.npy", "path": args.data, "sequences": n}
     digits = data.load_mnist_digits(args.mnist, args.split)
-    vids = data.generate_in_chunks(digits, args.sequences, seq_len, num_digits, seed=[args.seed, 3])
+    n = 1000 if args.sequences is None else args.sequences
+    vids = data.generate_in_chunks(digits, n, seq_len, num_digits, seed=[args.seed, 3],
+                                   offset=args.subpixel_offset)
     lo, hi = data.TEST_SPLIT_RANGES[args.split]
-    return vids, {"source": "generated Moving MNIST", "digits": f"MNIST test split {lo}-{hi - 1}",
-                  "split": args.split,
-                  "sequences": args.sequences, "seq_len": seq_len, "num_digits": num_digits,
-                  "seed": args.seed}
+    return vids, {"source": "generated Moving MNIST (the reference generator)",
+                  "digits": f"MNIST test split {lo}-{hi - 1}", "split": args.split,
+                  "sequences": n, "seq_len": seq_len, "num_digits": num_digits,
+                  "seed": args.seed, "subpixel_offset": args.subpixel_offset}
 
 
 @functools.cache
@@ -223,10 +227,16 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
 def run(args) -> None:
     from config import Config
 
-    if args.sequences < 0 or args.batch_size < 1:
-        raise InputError(f"--sequences must be >= 0 and --batch-size >= 1, got {args.sequences} and {args.batch_size}")
+    if args.sequences is not None and args.sequences < 0:
+        raise InputError(f"--sequences must be >= 0, got {args.sequences}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not args.data and args.sequences == 0:
         raise InputError("--sequences 0 (all) needs --data")
+    if not 0.0 <= args.subpixel_offset < 1.0:
+        raise InputError(f"--subpixel-offset must be in [0, 1), got {args.subpixel_offset}")
+    if args.data and args.subpixel_offset:
+        raise InputError(f"--subpixel-offset {args.subpixel_offset} applies to a generated set, not to --data")
     out = args.out or default_out(args.checkpoint)
     runio.check_replace(out, "metrics.json", args.overwrite)
     net = load_predictor(args.checkpoint)
@@ -235,7 +245,7 @@ def run(args) -> None:
     cfg = Config.load(cfg_path) if os.path.exists(cfg_path) else None
     videos, desc = test_videos(args, seq_len=20, num_digits=cfg.train.num_digits if cfg else 2)
     results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon, args.protocols)
-    report = {"checkpoint": os.path.abspath(args.checkpoint),
+    report = {"checkpoint": args.checkpoint,
               "config": cfg.to_dict() if cfg else None,
               "data": desc, "data_range": 1.0,
               "metrics": {k: m.description for k, m in metrics.METRICS.items()},

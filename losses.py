@@ -12,7 +12,7 @@ import os
 import keras
 from keras import ops
 
-from cli import UserError, first_line
+from cli import UserError, first_line, is_fetch_failure
 
 PACKAGE = "convlstm"
 VGG_FLAG_HELP = ("pass --vgg-weights PATH (a local copy of "
@@ -71,7 +71,9 @@ def build_vgg_features(weights: str | None = "imagenet", layer: str = "block3_co
         raise PerceptualWeightsError(f"VGG16 weights file {weights!r} not found; {VGG_FLAG_HELP}")
     try:
         vgg = keras.applications.VGG16(include_top=False, weights=weights, input_shape=(None, None, 3))
-    except Exception as e:  # download failure, bad file: one clear message
+    except Exception as e:
+        if not is_fetch_failure(e):  # a download failure or a bad file is one clear message; a bug is not
+            raise
         raise PerceptualWeightsError(
             f"cannot load VGG16 weights {weights!r} for the perceptual loss ({first_line(e)}); "
             f"{VGG_FLAG_HELP}") from None

@@ -8,6 +8,7 @@ mode; in training mode BatchNorm's batch statistics mix the whole batch).
 from __future__ import annotations
 
 import os
+import zipfile
 
 import keras
 import numpy as np
@@ -112,9 +113,6 @@ class CausalConv3D(layers.Conv3D):
 
     def call(self, inputs):
         return super().call(ops.pad(inputs, self._pads()))
-
-    def build(self, input_shape):
-        super().build(input_shape)
 
     def last_output(self, window):
         """The output at the last time step of `window` (N, kernel_t, H, W, C), the
@@ -374,6 +372,27 @@ def forecast(net, frames, context: int, horizon: int):
     return np.asarray(nf, np.float32), np.asarray(ro, np.float32)
 
 
+# What keras.saving.load_model raises for a file that is not a readable model:
+# a zip without config.json (KeyError), a broken config.json (ValueError), a
+# class it cannot rebuild (TypeError: Keras wraps every deserialisation failure
+# in one), a damaged weights file inside (OSError, EOFError), a bad zip.
+BAD_MODEL_FILE = (ValueError, KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile)
+
+
+def load_model_file(path: str):
+    """`keras.saving.load_model(path)` in safe mode, without compiling, for a file
+    that exists. A `.keras` file that is not a zip archive (truncated, or another
+    kind of file) and a model Keras cannot rebuild are an InputError saying so;
+    anything else (a bug) keeps its traceback."""
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise InputError(f"{path}: the file exists but is not a readable Keras archive "
+                         f"(not a zip file: truncated or another kind of file; {os.path.getsize(path)} bytes)")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except BAD_MODEL_FILE as e:
+        raise InputError(f"{path}: cannot load it as a Keras model ({first_line(e)})") from None
+
+
 def load_predictor(path: str):
     """A saved predictor, without its training configuration; never runs code from the file."""
     import losses  # noqa: F401  (registers the project's serialisable objects)
@@ -381,10 +400,7 @@ def load_predictor(path: str):
 
     if not os.path.isfile(path):
         raise UserError(f"checkpoint {path} not found; train one with train.py or pass --checkpoint")
-    try:
-        net = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as e:  # whatever Keras raises for a file that is not a model
-        raise UserError(f"cannot load {path} as a Keras model ({first_line(e)})") from None
+    net = load_model_file(path)
     if not is_video_predictor(net):
         raise UserError(f"{path}: not a video predictor (a network of (N, T, S, S, C) frames to frames "
                         "of the same shape, as train.py saves)")

@@ -60,9 +60,12 @@ def read_clip(path: str) -> np.ndarray:
         import imageio.v2 as imageio
 
         try:
-            frames = np.stack([np.asarray(fr) for fr in imageio.mimread(path, memtest=False)])
-        except Exception as e:
+            frames = [np.asarray(fr) for fr in imageio.mimread(path, memtest=False)]
+        except (OSError, ValueError, EOFError, SyntaxError) as e:  # Pillow's GIF parser raises SyntaxError
             raise UserError(f"{path}: cannot read GIF ({first_line(e)})") from None
+        if not frames:
+            raise UserError(f"{path}: the GIF holds no frames")
+        frames = np.stack(frames)
         return _gray(frames) / 255.0
     if ext in VIDEO_EXTS:
         import cv2

@@ -73,6 +73,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--feedback-ramp", choices=["true", "false"], default=None,
                    help="scheduled sampling: the share of fed-back forecasts rises from 0 to 1 over "
                         "the run's total steps (see TrainConfig.feedback_ramp)" + P)
+    p.add_argument("--subpixel-jitter", choices=["true", "false"], default=None,
+                   help="train on every sub-pixel rasterisation of the digits' positions, not only the "
+                        "reference's truncation (see TrainConfig.subpixel_jitter)" + P)
     p.add_argument("--lr-schedule", choices=["plateau", "cosine"], default=None,
                    help="plateau = halve on a val_loss plateau + early stopping; cosine = warm-up + "
                         "cosine decay sized to --total-steps" + P)
@@ -127,6 +130,8 @@ def config_from_args(args) -> Config:
          "warmup_steps": args.warmup_steps, "val_rollout_sequences": args.val_rollout_sequences}
     if args.feedback_ramp is not None:
         t["feedback_ramp"] = args.feedback_ramp == "true"
+    if args.subpixel_jitter is not None:
+        t["subpixel_jitter"] = args.subpixel_jitter == "true"
     cfg.model = dataclasses.replace(cfg.model, **{k: v for k, v in m.items() if v is not None})
     cfg.train = dataclasses.replace(cfg.train, **{k: v for k, v in t.items() if v is not None})
     tr = cfg.train
@@ -440,11 +445,11 @@ def data_streams(cfg: Config, train_digits, val_digits, global_batch: int, worke
     val = data.validation_videos(val_digits, tr.val_sequences, tr.seq_len, tr.num_digits, tr.seed)
     if keras.backend.backend() == "tensorflow":
         train_ds = data.train_dataset(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
-                                      worker, start)
+                                      worker, start, jitter=tr.subpixel_jitter)
         val_ds = data.fixed_dataset(val, global_batch)
     else:  # no tf.data: a NumPy stream and arrays (strategies are TensorFlow's)
         train_ds = data.train_batches(train_digits, global_batch, tr.seq_len, tr.num_digits, tr.seed,
-                                      worker, start)
+                                      worker, start, jitter=tr.subpixel_jitter)
         v = data.to_float(val)
         val_ds = (v[:, :-1], v[:, 1:])
     rollout = data.to_float(val[:tr.val_rollout_sequences]) if tr.val_rollout_sequences else None

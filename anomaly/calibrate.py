@@ -40,7 +40,8 @@ def main(argv=None) -> int:
     def run():
         import dataclasses
 
-        from anomaly.detector import META, Detector, apply_overrides, percentile_threshold
+        from anomaly.cells import percentile_threshold
+        from anomaly.detector import META, Detector, apply_overrides
         from anomaly.video import expand_videos, read_video
 
         if args.scale_percentile is not None and not 0 < args.scale_percentile <= 100:

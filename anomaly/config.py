@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from anomaly.features import FeatureConfig
 from anomaly.model import AEConfig, MotionConfig
 from cli import InputError
+from config import from_fields
 
 OBJECTIVES = ("reconstruct", "motion")
 SCORES = ("mean", "local")
@@ -91,7 +92,8 @@ class DetectorConfig:
         if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
             raise InputError(f"threshold must be a finite number, got {self.threshold!r}")
         n = self.features.channels
-        if sorted(self.normalizer) != ["mean", "std"] or any(len(self.normalizer[k]) != n for k in ("mean", "std")):
+        if not isinstance(self.normalizer, dict) or sorted(self.normalizer) != ["mean", "std"] or any(
+                not isinstance(self.normalizer[k], (list, tuple)) or len(self.normalizer[k]) != n for k in ("mean", "std")):
             raise InputError(f"normalizer needs a mean and a std of {n} channels, got {self.normalizer!r}")
         if self.objective == "motion":
             self._check_motion()
@@ -131,25 +133,17 @@ class DetectorConfig:
     def from_dict(cls, d: dict, source: str = "detector.json") -> "DetectorConfig":
         if not isinstance(d, dict):
             raise InputError(f"{source}: expected a JSON object, got {type(d).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise InputError(f"{source}: unknown keys {unknown}")
-        missing = sorted(k for k in ("features", "normalizer", "window", "threshold") if k not in d)
-        if missing:
-            raise InputError(f"{source}: missing keys {missing}")
         d = dict(d)
         try:
-            d["features"] = FeatureConfig(**_renamed(d["features"]))
+            d["features"] = from_fields(FeatureConfig, _renamed(d.get("features")), "features")
             if d.get("autoencoder") is not None:
                 d["autoencoder"] = AEConfig.from_dict(_renamed(d["autoencoder"]))
             if d.get("motion") is not None:
                 d["motion"] = MotionConfig.from_dict(_renamed(d["motion"]))
-            return cls(**d)
+            return from_fields(cls, d, source)
         except InputError as e:
-            raise InputError(f"{source}: {e}") from None
-        except (TypeError, AttributeError) as e:
-            raise InputError(f"{source}: malformed ({e})") from None
+            msg = str(e)
+            raise InputError(msg if msg.startswith(source) else f"{source}: {msg}") from None
 
     def save(self, path: str) -> None:
         import runio
@@ -166,7 +160,6 @@ class DetectorConfig:
         return cls.from_dict(d, path)
 
 
-def _renamed(d: dict) -> dict:
-    if not isinstance(d, dict):
-        raise InputError(f"expected an object, got {d!r}")
-    return {RENAMED.get(k, k): v for k, v in d.items()}
+def _renamed(d):
+    """An older folder's field names read as today's (anything but an object is left for the check)."""
+    return {RENAMED.get(k, k): v for k, v in d.items()} if isinstance(d, dict) else d

@@ -123,7 +123,7 @@ class ScoredClip(NamedTuple):
 def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
     """One labelled clip scored by the detector and every baseline, each with the
     detector's temporal smoothing."""
-    from anomaly.detector import causal_max, reduce_cells, reduce_error_map
+    from anomaly.cells import causal_max, reduce_cells, reduce_error_map
     from anomaly.video import read_labels, read_video
 
     stem = os.path.splitext(os.path.basename(path))[0]

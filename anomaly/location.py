@@ -14,7 +14,7 @@ from the mean flow vector (fx, fy) and mean density of the cell's pixels.
 Surprise = -log p(bin | cell), with add-one smoothing over the bins, so a
 motion never seen in a cell scores log(n + bins), n the frames the cell was
 counted in, and a usual one near 0. Scored like the model: the cells are those
-of its local score (`detector.cell_grid`), and the frame score is the
+of its local score (`cells.cell_grid`), and the frame score is the
 mean or the largest cell surprise, then the same causal smoothing.
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.detector import cell_grid, reduce_cells
+from anomaly.cells import cell_grid, reduce_cells
 from cli import InputError
 
 

@@ -10,6 +10,7 @@ import keras
 from keras import layers, ops
 
 from cli import InputError
+from config import from_fields
 from model import DepthToSpace, SpaceToDepth, convlstm_block, dtype_policy
 
 
@@ -37,10 +38,8 @@ class AEConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        d["encoder"], d["decoder"] = tuple(d["encoder"]), tuple(d["decoder"])
-        return cls(**d)
+    def from_dict(cls, d, what: str = "autoencoder"):
+        return from_fields(cls, d, what, tuples=("encoder", "decoder"))
 
 
 @keras.saving.register_keras_serializable(package="convlstm")
@@ -104,7 +103,7 @@ class MotionConfig:
     widths: Conv2D filters (kernel x kernel, ReLU) at pixel resolution;
     cell_widths: 3x3 Conv2D filters after averaging each cell (the model sees
     its neighbourhood); frame_size S and border b: the cells are the detector's
-    grid (`detector.cell_grid`: S // 8 pixels, inside the border); directions,
+    grid (`cells.cell_grid`: S // 8 pixels, inside the border); directions,
     speed_edges, occupied: the motion bins (`anomaly.location.LocationModel`);
     speed_scale: the speed head predicts the cell's mean flow speed divided by
     this (the training clips' mean, so its targets are near 1); min_speed: the
@@ -139,11 +138,8 @@ class MotionConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d):
-        d = dict(d)
-        for k in ("widths", "cell_widths", "speed_edges"):
-            d[k] = tuple(d[k])
-        return cls(**d)
+    def from_dict(cls, d, what: str = "motion"):
+        return from_fields(cls, d, what, tuples=("widths", "cell_widths", "speed_edges"))
 
 
 def build_motion_model(cfg: MotionConfig | None = None) -> keras.Model:

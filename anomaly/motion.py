@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.detector import cell_grid, reduce_cells
+from anomaly.cells import cell_grid, reduce_cells
 from anomaly.location import LocationModel
 from anomaly.model import MotionConfig
 

@@ -28,7 +28,10 @@ import numpy as np
 
 from cli import CliParser, InputError, output_dir, run_cli
 
-from anomaly.scoring import KINDS, PATTERN_KINDS, SPEED_KINDS  # noqa: F401  (re-exported)
+from anomaly.scoring import PATTERN_KINDS
+
+# The anomalies this generator draws (speedup is made from real footage, by anomaly.footage).
+SYNTHETIC_KINDS = ("panic", "runner", *PATTERN_KINDS)
 from anomaly.video import write_labels, write_video
 
 
@@ -48,14 +51,14 @@ def crowd_clip(seed, frames: int = 160, size: int = 128, anomaly: str | None = N
 
     Args:
         seed: the clip's seed (anything `np.random.default_rng` takes).
-        anomaly: None (normal) or one of `KINDS[1:]`, starting at `onset`
+        anomaly: None (normal) or one of `SYNTHETIC_KINDS`, starting at `onset`
             (default: drawn from the clip's middle third).
         layout: "mixed" (both streams everywhere, the original scene) or "lanes"
             (the top half walks right, the bottom half left: a place where
             direction depends on position).
     """
-    if anomaly is not None and anomaly not in KINDS[1:]:
-        raise ValueError(f"anomaly must be one of {KINDS[1:]} or None, got {anomaly!r}")
+    if anomaly is not None and anomaly not in SYNTHETIC_KINDS:
+        raise ValueError(f"anomaly must be one of {SYNTHETIC_KINDS} or None, got {anomaly!r}")
     if layout not in ("mixed", "lanes"):
         raise ValueError(f"layout must be 'mixed' or 'lanes', got {layout!r}")
     rng = np.random.default_rng(seed)  # every draw below in a fixed order: clips are reproducible
@@ -222,7 +225,7 @@ def _held_motion(kind, pos, speed, heading, held, goal, since: int):
 
 def write_labelled(folder: str, kinds: list, seeds: list, frames: int, size: int, fps: float,
                    layout: str = "mixed") -> dict:
-    """Clips of the given kinds (of `KINDS`) with their labels, NAME_NN.mp4 and
+    """Clips of the given kinds ("normal" or one of `SYNTHETIC_KINDS`) with their labels, NAME_NN.mp4 and
     NAME_NN.labels.txt."""
     os.makedirs(folder, exist_ok=True)
     counts = {}
@@ -245,7 +248,7 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
     the "mixed" scene (normal, panic, runner). Then the same three folders under
     OUT/lanes/ for the "lanes" scene (each half of the floor walks one way):
     `lanes_train` normal training clips, and `lanes_each` clips of every kind in
-    `KINDS` in its val/ and test/, and `lanes_test2_each` of every kind in its
+    ("normal" and `SYNTHETIC_KINDS`) in its val/ and test/, and `lanes_test2_each` of every kind in its
     test2/: a second test set, drawn when the first had been read for two
     choices, and read once for the final numbers (anomaly/README.md)."""
     os.makedirs(os.path.join(out, "train"), exist_ok=True)
@@ -273,7 +276,7 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
         res["lanes"] = {"train": lanes_train}
         for split, first, n in (("val", 6000, lanes_each), ("test", 7000, lanes_each),
                                 ("test2", 8000, lanes_test2_each)):
-            each = [k for k in KINDS for _ in range(n)]
+            each = [k for k in ("normal", *SYNTHETIC_KINDS) for _ in range(n)]
             if each:
                 res["lanes"][split] = write_labelled(os.path.join(lanes, split), each,
                                                      [[seed, first + i] for i in range(len(each))],

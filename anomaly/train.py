@@ -156,6 +156,10 @@ def parse_args(argv=None) -> TrainSettings:
     p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
                    help="tf.distribute, as in the predictor's train.py (see distribute.py) (default: %(default)s)")
     p.add_argument("--verbose", type=int, default=d.verbose, help="Keras fit verbosity (default: %(default)s)")
+    # Renamed in the flag clean-up (one name per meaning); the old names work for one more release.
+    # The old --stride (training windows) now means the scoring stride, so it has no alias.
+    for old, new in (("--sequence-length", "--seq-len"), ("--image-size", "--frame-size"), ("--score-stride", "--stride")):
+        p.add_renamed(old, new)
     args = vars(p.parse_args(argv))
     args["coords"] = args["coords"] == "true"
     args["counts"] = args["counts"] == "true"
@@ -199,8 +203,9 @@ def train(cfg: TrainSettings):
     """Fits a detector on the normal clips of `cfg.videos`, calibrates its
     threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
     import distribute
+    from anomaly.cells import percentile_threshold, window_starts, windows
     from anomaly.config import DetectorConfig
-    from anomaly.detector import META, MODEL, Detector, percentile_threshold, window_starts, windows
+    from anomaly.detector import META, MODEL, Detector
     from anomaly.features import FeatureConfig, Normalizer, clip_features
     from anomaly.video import expand_videos, read_video
 

@@ -60,7 +60,8 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="JSON to write")
     args = p.parse_args(argv)
 
-    from anomaly.detector import Detector, causal_max
+    from anomaly.cells import causal_max
+    from anomaly.detector import Detector
     from anomaly.evaluate import clip_kind, kind_groups
     from anomaly.motion import fit_counts
     from anomaly.scoring import roc_auc

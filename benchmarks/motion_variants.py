@@ -84,7 +84,7 @@ def run_windowed(train, held, clips, norm, cfg, window, epochs):
     import keras
 
     from anomaly import motion
-    from anomaly.detector import causal_max, windows
+    from anomaly.cells import causal_max, windows
 
     def arrays(feats):
         xs, bins, speeds = [], [], []

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from anomaly import scoring
-from anomaly.detector import Detector, percentile_threshold, window_starts, windows
+from anomaly.cells import percentile_threshold, window_starts, windows
+from anomaly.detector import Detector
 from anomaly.features import FeatureConfig, FeatureExtractor, KeypointDensity, Normalizer, clip_features
 from anomaly.model import AEConfig, build_autoencoder
 from anomaly.synthetic import crowd_clip
@@ -74,7 +75,7 @@ def test_threshold_calibration_on_toy_errors():
 
 
 def test_score_reductions_by_hand():
-    from anomaly.detector import reduce_error_map
+    from anomaly.cells import reduce_error_map
 
     err = np.zeros((2, 16, 16))
     err[1, :2, :2] = 4.0  # one 2x2 cell (16 // 8 = 2 px cells) fully wrong
@@ -85,7 +86,7 @@ def test_score_reductions_by_hand():
 
 
 def test_border_leaves_out_the_edges_by_hand():
-    from anomaly.detector import reduce_error_map
+    from anomaly.cells import reduce_error_map
 
     err = np.zeros((3, 16, 16))
     err[1, 0, :] = 8.0          # the top row only: inside a 1-px border
@@ -132,7 +133,7 @@ def test_streaming_window_logic_matches_offline_scoring():
 
 
 def test_causal_max_by_hand():
-    from anomaly.detector import causal_max
+    from anomaly.cells import causal_max
 
     s = np.array([np.nan, np.nan, 1.0, 3.0, 2.0, 0.5, 0.1])
     np.testing.assert_array_equal(causal_max(s, 2), [np.nan, np.nan, 1, 3, 3, 2, 0.5])
@@ -294,7 +295,11 @@ def test_cli_train_detect_evaluate(tmp_path, capsys):
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev,
                           "--score", "mean", "--border", "0"]) == 0
     m = json.load(open(os.path.join(ev, "metrics.json")))
-    assert 0 <= m["model"]["roc_auc"] <= 1 and "baseline_mean_flow_magnitude" in m
+    base = m["baseline_mean_flow_magnitude"]
+    # the model and its baselines are scored on the same frames (like with like), and the
+    # pipeline's labels line up with the frames: panic and the runner are fast, so the speed ranks them
+    assert (m["model"]["frames"], m["model"]["anomalous_frames"]) == (base["frames"], base["anomalous_frames"])
+    assert base["anomalous_frames"] > 0 and base["roc_auc"] > 0.8, base
     # the second baseline is reduced as the model is: mean over the whole frame here, so equal to the first
     assert m["border"] == 0 and m["baseline_flow_magnitude_as_model"] == m["baseline_mean_flow_magnitude"]
     ev2 = str(tmp_path / "eval_local")
@@ -526,7 +531,7 @@ def test_detector_config_round_trip_and_older_folders():
     assert DetectorConfig.from_dict(old).autoencoder.patch_size == old["autoencoder"]["patch"]
     with pytest.raises(InputError, match="unknown keys"):
         DetectorConfig.from_dict({**old, "treshold": 1.0})
-    with pytest.raises(InputError, match="malformed"):
+    with pytest.raises(InputError, match=r"features: unknown keys \['colour'\]"):
         DetectorConfig.from_dict({**old, "features": {**old["features"], "colour": True}})
 
 
@@ -538,3 +543,19 @@ def test_scene_warnings_by_hand():
     assert scene_warnings(scores, 2.0, (64, 64), 64) == []          # median 3.5x: anomalies, maybe
     assert scene_warnings(scores, 2.0, (48, 80), 64) == [
         "note: the 80x48 frames are squeezed to 64x64 for the features (aspect ratio changed)"]
+
+
+def test_renamed_flags_work_for_one_release_and_say_so(capsys):
+    from anomaly import train
+
+    cfg = train.parse_args(["--videos", "x.mp4", "--image-size", "32", "--sequence-length", "8",
+                            "--score-stride", "2"])
+    assert (cfg.frame_size, cfg.seq_len, cfg.stride) == (32, 8, 2)
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"warning: {old} is now called {new}; the old name will be removed in the next release"
+                   for old, new in (("--image-size", "--frame-size"), ("--sequence-length", "--seq-len"),
+                                    ("--score-stride", "--stride"))]
+    assert train.parse_args(["--videos", "x.mp4"]).frame_size == 64 and not capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        train.parse_args(["--help"])
+    assert "--image-size" not in capsys.readouterr().out  # hidden

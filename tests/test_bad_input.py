@@ -13,6 +13,7 @@ import train
 from anomaly import calibrate as a_calibrate
 from anomaly import detect as a_detect
 from anomaly import evaluate as a_evaluate
+from anomaly import footage as a_footage
 from anomaly import synthetic as a_synthetic
 from anomaly import train as a_train
 
@@ -35,6 +36,24 @@ def files(tmp_path_factory, mnist_dir):
     build_model(ModelConfig(filters=(2, 2, 2), patch_size=4)).save(f["ckpt"])
     (d / "garbage.keras").write_bytes(b"PK\x03\x04 not really a zip")
     f["garbage_ckpt"] = str(d / "garbage.keras")
+    (d / "trunc.keras").write_bytes(open(f["ckpt"], "rb").read()[:2000])
+    f["trunc_ckpt"] = str(d / "trunc.keras")
+    import zipfile
+
+    with zipfile.ZipFile(d / "zip.keras", "w") as z:  # a zip, but not a Keras archive
+        z.writestr("notes.txt", "x")
+    f["zip_ckpt"] = str(d / "zip.keras")
+    np.save(str(d / "empty_seq.npy"), np.zeros((20, 0, 64, 64), np.uint8))
+    f["empty_npy"] = str(d / "empty_seq.npy")
+    np.save(str(d / "no_frames.npy"), np.zeros((0, 64, 64), np.uint8))
+    f["no_frames_npy"] = str(d / "no_frames.npy")
+    empty = d / "empty_videos"
+    empty.mkdir()
+    for name in ("a", "b"):
+        (empty / f"{name}.mp4").write_bytes(b"")
+        (empty / f"{name}.labels.txt").write_text("0\n")
+    f["empty_video"] = str(empty / "a.mp4")
+    f["empty_videos"] = str(empty / "*.mp4")
     good = d / "seq.npy"
     np.save(str(good), np.zeros((20, 2, 64, 64), np.uint8))
     f["npy"] = str(good)
@@ -96,38 +115,63 @@ def files(tmp_path_factory, mnist_dir):
 
 
 SMOKE = ["--preset", "smoke", "--steps-per-epoch", "1", "--val-sequences", "2"]
+TRAIN = SMOKE + ["--mnist", "{mnist}", "--out", "{out}"]
+TRAIN_DET = ["--videos", "{video}", "--out", "{out}"]
+# Broken detector folders (made by `files`) and what streaming from one must say.
+BROKEN_DETECTORS = [("det_mistyped", "window must be"), ("det_unknown", "unknown keys"),
+                    ("det_no_threshold", "missing keys"), ("det_bad_score", "score must be"),
+                    ("det_corrupt_model", "exists but is not a readable Keras archive"),
+                    ("det_not_json", "not a readable")]
 
 CASES = [
     # (entry point, argv template, what the message must name)
     (train.main, SMOKE + ["--mnist", "{dir}/nope", "--out", "{out}"], "does not exist"),
     (train.main, SMOKE + ["--mnist", "{bad_mnist}", "--out", "{out}"], "cannot read"),
     (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{under_file}"], "a_file"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--bogus"], "unrecognized"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--batch-size", "0"], "--batch-size must be positive, got 0"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--seq-len", "1"], "--seq-len must be >= 2, got 1"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--gdl-weight", "-1"], "'--gdl-weight': -1.0"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--filters", "8,8"], "got '8,8'"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--strategy", "multiworker"], "TF_CONFIG"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--feedback-ramp", "true"], "--feedback-passes"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--lr-schedule", "cosine", "--total-steps", "4",
+    (train.main, TRAIN + ["--bogus"], "unrecognized"),
+    (train.main, TRAIN + ["--batch-size", "0"], "--batch-size must be positive, got 0"),
+    (train.main, TRAIN + ["--seq-len", "1"], "--seq-len must be >= 2, got 1"),
+    (train.main, TRAIN + ["--gdl-weight", "-1"], "'--gdl-weight': -1.0"),
+    (train.main, TRAIN + ["--filters", "8,8"], "got '8,8'"),
+    (train.main, TRAIN + ["--strategy", "multiworker"], "TF_CONFIG"),
+    (train.main, TRAIN + ["--feedback-ramp", "true"], "--feedback-passes"),
+    (train.main, TRAIN + ["--lr-schedule", "cosine", "--total-steps", "4",
                           "--warmup-steps", "4"], "--warmup-steps"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--val-rollout-sequences", "-1"],
+    (train.main, TRAIN + ["--val-rollout-sequences", "-1"],
      "--val-rollout-sequences"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--bn-momentum", "2"], "--bn-momentum"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--time-budget-min", "-5"], "--time-budget-min"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--patch-size", "3"], "--patch-size"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--filters", "8,0,8"], "--filters"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--filters", "8,x,8"], "--filters"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--context-frames", "0"], "--context-frames"),
+    (train.main, TRAIN + ["--bn-momentum", "2"], "--bn-momentum"),
+    (train.main, TRAIN + ["--time-budget-min", "-5"], "--time-budget-min"),
+    (train.main, TRAIN + ["--patch-size", "3"], "--patch-size"),
+    (train.main, TRAIN + ["--filters", "8,0,8"], "--filters"),
+    (train.main, TRAIN + ["--filters", "8,x,8"], "--filters"),
+    (train.main, TRAIN + ["--context-frames", "0"], "--context-frames"),
+    (train.main, TRAIN + ["--subpixel-jitter", "maybe"], "invalid choice"),
     (evaluate.main, ["--checkpoint", "{dense_ckpt}", "--out", "{out}"], "not a video predictor"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--mnist", "{mnist}", "--subpixel-offset", "1.5", "--out", "{out}"],
+     r"--subpixel-offset must be in \[0, 1\), got 1.5"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{npy}", "--subpixel-offset", "0.5", "--out", "{out}"],
+     "applies to a generated set"),
+    (a_footage.main, ["--video", "{dir}/none.avi", "--out", "{out}"], "no such file"),
+    (a_footage.main, ["--video", "{video}", "--out", "{out}"], "needs vtest.avi's 795"),
+    (a_footage.main, ["--video", "{video}", "--out", "{under_file}"], "a_file"),
     (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{npy}", "--horizon", "15", "--out", "{out}"],
      "at least 25 frames"),
     (predict.main, ["{video}", "--checkpoint", "{dense_ckpt}", "--out", "{out}"], "not a video predictor"),
-    (train.main, SMOKE + ["--mnist", "{mnist}", "--out", "{out}", "--init", "{dense_ckpt}"], "not a video predictor"),
+    (train.main, TRAIN + ["--init", "{dense_ckpt}"], "not a video predictor"),
     (a_detect.main, ["--model", "{det_foreign_net}", "--source", "{video}", "--out", "{out}"],
      "not this detector's network"),
     (evaluate.main, ["--checkpoint", "{dir}/none.keras", "--out", "{out}"], "not found"),
-    (evaluate.main, ["--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "cannot load"),
+    (evaluate.main, ["--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "exists but is not a readable Keras archive"),
+    (evaluate.main, ["--checkpoint", "{trunc_ckpt}", "--out", "{out}"], "exists but is not a readable Keras archive"),
+    (evaluate.main, ["--checkpoint", "{zip_ckpt}", "--out", "{out}"], "cannot load it as a Keras model"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{empty_npy}", "--out", "{out}"], "holds no sequences"),
+    (eda.main, ["--data", "{empty_npy}", "--out", "{out}"], "holds no sequences"),
+    (predict.main, ["{no_frames_npy}", "--checkpoint", "{ckpt}", "--out", "{out}"], "0 frame"),
+    (predict.main, ["{empty_video}", "--checkpoint", "{ckpt}", "--out", "{out}"], "no frames"),
+    (a_train.main, ["--videos", "{empty_videos}", "--out", "{out}"], "no frames"),
+    (a_detect.main, ["--model", "{det}", "--source", "{empty_video}", "--out", "{out}"], "no frames"),
+    (a_evaluate.main, ["--model", "{det}", "--videos", "{empty_videos}", "--out", "{out}"], "no frames"),
+    (a_calibrate.main, ["--model", "{det}", "--videos", "{empty_videos}"], "no frames"),
     (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{trunc_npy}", "--out", "{out}"], "not a readable"),
     (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{float_npy}", "--out", "{out}"], r"\(20, N, 64, 64\)"),
     (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{npy}", "--out", "{under_file}"], "a_file"),
@@ -139,7 +183,7 @@ CASES = [
     (predict.main, ["{trunc_npy}", "--checkpoint", "{ckpt}", "--out", "{out}"], "not a readable"),
     (predict.main, ["{junk_video}", "--checkpoint", "{ckpt}", "--out", "{out}"], "no frames"),
     (predict.main, ["{npy}", "--checkpoint", "{ckpt}", "--out", "{out}"], "must be"),  # 4-D, 64 channels
-    (predict.main, ["{video}", "--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "cannot load"),
+    (predict.main, ["{video}", "--checkpoint", "{garbage_ckpt}", "--out", "{out}"], "not a readable Keras archive"),
     (predict.main, ["{video}", "--checkpoint", "{ckpt}", "--out", "{under_file}"], "a_file"),
     (predict.main, ["{video}", "--checkpoint", "{ckpt}", "--frames", "0", "--out", "{out}"], "--frames"),
     (eda.main, ["--data", "{float_npy}", "--out", "{out}"], r"\(20, N, 64, 64\)"),
@@ -149,14 +193,14 @@ CASES = [
     (eda.main, ["--mnist", "{mnist}", "--wat"], "unrecognized"),
     (a_train.main, ["--videos", "{dir}/nothing*.mp4", "--out", "{out}"], "matches no file"),
     (a_train.main, ["--videos", "{junk_video}", "--out", "{out}"], "no frames"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--percentile", "120"], "percentile"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--scale-percentile", "120"], "--scale-percentile"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--seq-len", "64"], "too short"),
+    (a_train.main, TRAIN_DET + ["--percentile", "120"], "percentile"),
+    (a_train.main, TRAIN_DET + ["--scale-percentile", "120"], "--scale-percentile"),
+    (a_train.main, TRAIN_DET + ["--seq-len", "64"], "too short"),
     (a_train.main, ["--out", "{out}"], "required"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--smooth", "0"], "--smooth"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--border", "32"], "--border"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--mog2-learning-rate", "2"], "--mog2-learning-rate"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--seq-len", "4", "--strategy", "multiworker"],
+    (a_train.main, TRAIN_DET + ["--smooth", "0"], "--smooth"),
+    (a_train.main, TRAIN_DET + ["--border", "32"], "--border"),
+    (a_train.main, TRAIN_DET + ["--mog2-learning-rate", "2"], "--mog2-learning-rate"),
+    (a_train.main, TRAIN_DET + ["--seq-len", "4", "--strategy", "multiworker"],
      "TF_CONFIG"),
     (a_detect.main, ["--model", "{dir}", "--source", "{video}", "--out", "{out}"], "not a detector"),
     (a_detect.main, ["--model", "{det}", "--source", "{junk_video}", "--out", "{out}"], "no frames"),
@@ -164,17 +208,13 @@ CASES = [
      "0 or 1"),
     (a_detect.main, ["--model", "{det}", "--source", "{video}", "--out", "{under_file}"], "a_file"),
     (a_detect.main, ["--model", "{det}", "--source", "{video}", "--smooth", "0", "--out", "{out}"], "--smooth"),
-    (a_detect.main, ["--model", "{det_mistyped}", "--source", "{video}", "--out", "{out}"], "window must be"),
-    (a_detect.main, ["--model", "{det_unknown}", "--source", "{video}", "--out", "{out}"], "unknown keys"),
-    (a_detect.main, ["--model", "{det_no_threshold}", "--source", "{video}", "--out", "{out}"], "missing keys"),
-    (a_detect.main, ["--model", "{det_bad_score}", "--source", "{video}", "--out", "{out}"], "score must be"),
-    (a_detect.main, ["--model", "{det_corrupt_model}", "--source", "{video}", "--out", "{out}"], "cannot load"),
-    (a_detect.main, ["--model", "{det_not_json}", "--source", "{video}", "--out", "{out}"], "not a readable"),
+    *[(a_detect.main, ["--model", "{%s}" % name, "--source", "{video}", "--out", "{out}"], msg)
+      for name, msg in BROKEN_DETECTORS],
     (a_evaluate.main, ["--model", "{det_unknown}", "--videos", "{unlabelled}", "--out", "{out}"], "unknown keys"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{video}", "--videos", "{video}", "--out", "{out}"],
      "given twice"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--augment", "-1"], "--augment"),
-    (a_train.main, ["--videos", "{video}", "--out", "{out}", "--lr", "0"], "--lr"),
+    (a_train.main, TRAIN_DET + ["--augment", "-1"], "--augment"),
+    (a_train.main, TRAIN_DET + ["--lr", "0"], "--lr"),
     (a_train.main, ["--videos", "{video}", "--out", "{under_file}"], "a_file"),
     (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--percentile", "120"], "percentile"),
     (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--scale-percentile", "0"], "--scale-percentile"),

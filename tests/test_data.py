@@ -123,6 +123,85 @@ def test_trajectories_stay_inside_bounce_and_keep_speed():
     assert np.all((at <= 4) | (at >= 32))
 
 
+def reference_trajectory(y, x, theta, length, canvas=36, step_length=0.1):
+    """The reference generator's loop (Srivastava et al. 2015 `GetRandomTrajectory`,
+    OpenSTL `get_random_trajectory`) written out for one digit, scalar by scalar:
+    step, then bounce each coordinate, then record; truncate to int at the end."""
+    pos, vel = [y, x], [np.sin(theta), np.cos(theta)]
+    rows, cols = [], []
+    for _ in range(length):
+        pos[0] += vel[0] * step_length
+        pos[1] += vel[1] * step_length
+        for k in (1, 0):  # x, then y, as the reference checks them
+            if pos[k] <= 0:
+                pos[k] = 0
+                vel[k] = -vel[k]
+            if pos[k] >= 1.0:
+                pos[k] = 1.0
+                vel[k] = -vel[k]
+        rows.append(pos[0])
+        cols.append(pos[1])
+    return (np.array(rows) * canvas).astype(np.int32), (np.array(cols) * canvas).astype(np.int32)
+
+
+def test_trajectories_equal_the_reference_loop_frame_by_frame():
+    n, d, t = 300, 2, 30
+    traj = data.moving_mnist_trajectories(n, t, d, seed=5)
+    rng = np.random.default_rng(5)  # the generator's draws, in its order
+    start = rng.uniform(size=(n, d, 2))
+    theta = rng.uniform(0.0, 2.0 * np.pi, size=(n, d))
+    for i in range(n):
+        for j in range(d):
+            rows, cols = reference_trajectory(start[i, j, 0], start[i, j, 1], theta[i, j], t)
+            np.testing.assert_array_equal(traj[i, j, :, 0], rows)
+            np.testing.assert_array_equal(traj[i, j, :, 1], cols)
+
+
+def test_first_frame_is_one_step_after_the_start():
+    pos = data.bounce(np.array([0.5, 0.95]), np.array(0.0), 3)  # moving right (+col)
+    np.testing.assert_allclose(pos[:, 0], 0.5)
+    np.testing.assert_allclose(pos[:, 1], [1.0, 0.9, 0.8])  # 1.05 clamps to 1 and turns back
+    assert data.rasterise(pos, 36).tolist() == [[18, 36], [18, 32], [18, 28]]  # int(0.9 * 36) = 32
+    assert data.rasterise(pos, 36, 0.5).tolist() == [[18, 36], [18, 32], [18, 29]]  # 28.8 rounds up
+
+
+def test_border_contacts_show_truncation():
+    """Truncation puts a digit on pixel 0 for positions in [0, 1/36) but on pixel 36
+    only when it is clamped at 1 exactly: the near borders are touched ~1.6x as often
+    as the far ones. Rounding (offset 0.5) and jitter touch both equally."""
+    traj = data.moving_mnist_trajectories(4000, 20, 2, seed=0)
+    near, far = (traj == 0).mean(axis=(0, 1, 2)), (traj == 36).mean(axis=(0, 1, 2))  # per axis
+    assert np.all((near / far > 1.4) & (near / far < 1.8)), (near, far)
+    rng = np.random.default_rng(0)
+    start, theta = rng.uniform(size=(4000, 2, 2)), rng.uniform(0, 2 * np.pi, (4000, 2))
+    clamped_far = (data.bounce(start, theta, 20) == 1.0).mean(axis=(0, 1, 2))
+    np.testing.assert_array_equal(far, clamped_far)  # pixel 36 <=> clamped at the far border
+    for kw in ({"offset": 0.5}, {"jitter": True}):
+        t2 = data.moving_mnist_trajectories(4000, 20, 2, seed=0, **kw)
+        ratio = (t2 == 0).mean() / (t2 == 36).mean()
+        assert 0.9 < ratio < 1.1, (kw, ratio)
+        assert t2.min() == 0 and t2.max() == 36
+
+
+def test_jitter_shifts_a_sequence_by_one_constant_sub_pixel_offset():
+    a = data.moving_mnist_trajectories(200, 20, 2, seed=3)
+    b = data.moving_mnist_trajectories(200, 20, 2, seed=3, jitter=True)
+    diff = b - a
+    assert set(np.unique(diff)) <= {0, 1} and diff.any() and not diff.all()
+    with pytest.raises(ValueError, match="offset"):
+        data.moving_mnist_trajectories(2, 3, offset=1.0)
+
+
+def test_training_stream_jitter_is_seeded_and_only_moves_digits():
+    kw = dict(batch_size=6, seq_len=6, num_digits=1, seed=0)
+    a = data.train_batch(DIGITS, 7, **kw)
+    b = data.train_batch(DIGITS, 7, jitter=True, **kw)
+    np.testing.assert_array_equal(b, data.train_batch(DIGITS, 7, jitter=True, **kw))
+    assert not np.array_equal(a, b)
+    # the same digit on the same path, shifted by at most a pixel: the same ink in every frame
+    np.testing.assert_array_equal(a.sum(axis=(2, 3), dtype=np.int64), b.sum(axis=(2, 3), dtype=np.int64))
+
+
 def test_frames_are_digits_at_their_positions_combined_with_max():
     vid, traj, which = data.generate_moving_mnist(DIGITS, 4, seq_len=5, seed=1, return_trajectories=True)
     for n in range(4):

@@ -8,7 +8,7 @@ import pytest
 from conftest import ROOT
 
 ENTRY_POINTS = {"train", "evaluate", "predict", "eda", "anomaly.detect", "anomaly.evaluate",
-                "anomaly.calibrate", "anomaly.train", "anomaly.synthetic"}
+                "anomaly.calibrate", "anomaly.train", "anomaly.synthetic", "anomaly.footage"}
 
 
 def imported_modules(path):
@@ -38,6 +38,55 @@ def test_the_check_sees_an_offender(tmp_path):
     p = tmp_path / "x.py"
     p.write_text("from anomaly import detect\nimport evaluate\n")
     assert {"anomaly.detect", "evaluate"} <= set(imported_modules(str(p)))
+
+
+def project_modules(root):
+    """{module name: path} of the project's Python modules (top level and anomaly/)."""
+    mods = {}
+    for pkg, folder in (("", root), ("anomaly.", os.path.join(root, "anomaly"))):
+        for name in os.listdir(folder):
+            if name.endswith(".py") and name != "__init__.py":
+                mods[pkg + name[:-3]] = os.path.join(folder, name)
+    return mods
+
+
+def import_cycle(mods):
+    """One import cycle among `mods` (a list of module names, first = last), or None.
+    Imports inside functions count: a cycle there is still a low module reaching up."""
+    graph = {m: sorted(set(imported_modules(p)) & set(mods) - {m}) for m, p in mods.items()}
+    state, stack = {}, []
+
+    def visit(m):
+        state[m] = "open"
+        stack.append(m)
+        for n in graph[m]:
+            if state.get(n) == "open":
+                return stack[stack.index(n):] + [n]
+            if n not in state and (found := visit(n)):
+                return found
+        stack.pop()
+        state[m] = "done"
+        return None
+
+    for m in sorted(mods):
+        if m not in state and (found := visit(m)):
+            return found
+    return None
+
+
+def test_imports_have_no_cycle():
+    cycle = import_cycle(project_modules(ROOT))
+    assert cycle is None, " -> ".join(cycle)
+
+
+def test_the_cycle_check_sees_a_cycle(tmp_path):
+    (tmp_path / "anomaly").mkdir()
+    (tmp_path / "low.py").write_text("import os\n")
+    (tmp_path / "anomaly" / "cells.py").write_text("import low\n")
+    (tmp_path / "anomaly" / "detector.py").write_text("from anomaly.cells import x\n")
+    assert import_cycle(project_modules(str(tmp_path))) is None
+    (tmp_path / "anomaly" / "cells.py").write_text("import low\n\ndef f():\n    from anomaly import detector\n")
+    assert import_cycle(project_modules(str(tmp_path))) == ["anomaly.cells", "anomaly.detector", "anomaly.cells"]
 
 
 def test_entry_points_turn_only_project_errors_into_error_lines(capsys):
@@ -125,7 +174,71 @@ def test_every_flag_is_described_with_its_default(module, monkeypatch):
     monkeypatch.setattr(argparse.ArgumentParser, "parse_args", capture)
     with pytest.raises(SystemExit):
         importlib.import_module(module).main([])
-    actions = [a for a in parsers[0]._actions if a.dest != "help"]
+    actions = [a for a in parsers[0]._actions if a.dest != "help" and a.help != argparse.SUPPRESS]  # not renamed ones
     assert not [a.dest for a in actions if not a.help], "flags without help"
     unsaid = [a.dest for a in actions if a.option_strings and a.default not in (None, False) and "default" not in a.help]
     assert not unsaid, f"defaults not said: {unsaid}"
+
+
+def test_loaders_turn_bad_files_into_errors_and_keep_bugs(tmp_path, monkeypatch):
+    """What a bad file raises is one InputError; a failure of another kind (a bug)
+    keeps its type and traceback."""
+    import keras
+
+    import losses
+    import model
+    from cli import InputError, is_fetch_failure
+    from config import ModelConfig
+
+    path = str(tmp_path / "m.keras")
+    model.build_model(ModelConfig(filters=(2, 2, 2), patch_size=4)).save(path)
+    (tmp_path / "cut.keras").write_bytes(open(path, "rb").read()[:3000])
+    with pytest.raises(InputError, match="exists but is not a readable Keras archive"):
+        model.load_predictor(str(tmp_path / "cut.keras"))
+
+    def bug(*a, **k):
+        raise RuntimeError("a bug inside the loader")
+
+    monkeypatch.setattr(keras.saving, "load_model", bug)
+    with pytest.raises(RuntimeError, match="a bug inside"):
+        model.load_predictor(path)
+    # keras.utils.get_file reports a failed download as a bare Exception
+    assert is_fetch_failure(Exception("URL fetch failure")) and is_fetch_failure(OSError("h5py"))
+    assert not is_fetch_failure(RuntimeError("bug")) and not is_fetch_failure(KeyError("bug"))
+    monkeypatch.setattr(keras.applications, "VGG16", bug)
+    with pytest.raises(RuntimeError, match="a bug inside"):
+        losses.build_vgg_features(None)
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("[1, 2]", "expected an object"),
+    ('{"model": [64]}', "config model: expected an object"),
+    ('{"model": {"filters": 64}}', "filters must be a list"),
+    ('{"train": {"lr": 1e-3, "lrr": 2}}', r"unknown keys \['lrr'\]"),
+])
+def test_a_malformed_config_json_is_one_input_error(tmp_path, text, msg):
+    from cli import InputError
+    from config import Config
+
+    p = tmp_path / "config.json"
+    p.write_text(text)
+    with pytest.raises(InputError, match=msg):
+        Config.load(str(p))
+
+
+@pytest.mark.parametrize("change,msg", [
+    ({"features": [64]}, "features: expected an object"),
+    ({"features": {"frame_sise": 64}}, r"features: unknown keys \['frame_sise'\]"),
+    ({"normalizer": "mean"}, "normalizer needs"),
+    ({"autoencoder": {"encoder": 8}}, "encoder must be a list"),
+])
+def test_a_malformed_detector_json_is_one_input_error(change, msg):
+    from anomaly.config import DetectorConfig
+    from anomaly.features import FeatureConfig
+    from cli import InputError
+
+    good = {"features": FeatureConfig().to_dict(), "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]},
+            "window": 4, "threshold": 1.0}
+    assert DetectorConfig.from_dict(good).window == 4
+    with pytest.raises(InputError, match=msg):
+        DetectorConfig.from_dict({**good, **change}, "x/detector.json")

@@ -167,7 +167,7 @@ def roc_figure(scores: dict, labels, path, title: str = "Frame-level ROC (pooled
     return save_figure(fig, path)
 
 
-def learning_curves(runs: dict, references: list, path):
+def learning_curves(runs: dict, references: list, path, fine_tunes=()):
     """Validation 10->10 MSE per frame and SSIM, and next-frame SSIM, against
     training sequences seen (log x), and 10->10 MSE against wall hours.
 
@@ -176,6 +176,7 @@ def learning_curves(runs: dict, references: list, path):
             val_rollout_mse_frame, val_rollout_ssim, val_next_ssim.
         references: (sequences, rollout MSE per frame, rollout SSIM, source)
             points, starred on the two rollout panels.
+        fine_tunes: labels of runs that continue another one: open markers, dashed.
     """
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
@@ -185,7 +186,9 @@ def learning_curves(runs: dict, references: list, path):
               (axes[1, 1], "hours", "val_rollout_mse_frame", "10->10 MSE per frame", None)]
     for ax, x, y, ylabel, ref in panels:
         for label, rows in runs.items():
-            ax.plot([r[x] for r in rows], [r[y] for r in rows], marker=".", label=label)
+            style = {"marker": "o", "markerfacecolor": "none", "linestyle": "--"} if label in fine_tunes \
+                else {"marker": "."}
+            ax.plot([r[x] for r in rows], [r[y] for r in rows], label=label, **style)
         if ref is not None:
             for point in references:
                 ax.scatter([point[0]], [point[ref]], marker="*", s=120, color="black", zorder=3)
@@ -197,8 +200,8 @@ def learning_curves(runs: dict, references: list, path):
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8)
-    fig.suptitle("Validation digits 8000-8499 (first 128 sequences); stars: published ConvLSTM, "
-                 "official test file", fontsize=10)
+    fig.suptitle("Validation digits 8000-8499 (each run's own first validation sequences; dashed, open: "
+                 "fine-tunes); stars: published ConvLSTM, official test file", fontsize=10)
     return save_figure(fig, path)
 
 

@@ -118,13 +118,14 @@ class ScoredClip(NamedTuple):
     model_all: np.ndarray
     labels_all: np.ndarray
     summary: dict
+    fps: float = 25.0
 
 
 def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
     """One labelled clip scored by the detector and every baseline, each with the
     detector's temporal smoothing."""
     from anomaly.cells import causal_max, reduce_cells, reduce_error_map
-    from anomaly.video import read_labels, read_video
+    from anomaly.video import read_labels, read_video, video_fps
 
     stem = os.path.splitext(os.path.basename(path))[0]
     lp = os.path.join(labels_dir or os.path.dirname(path), stem + ".labels.txt")
@@ -146,7 +147,47 @@ def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
             scores[key] = causal_max(reduce_cells(surprise, how), det.smooth)
     keep = np.isfinite(s)
     summary = {"frames": len(raw), "anomalous": int(labels.sum()), "flagged": int(np.sum(s[keep] > det.threshold))}
-    return ScoredClip(clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep], s, labels, summary)
+    return ScoredClip(clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep], s, labels, summary,
+                      video_fps(path))
+
+
+def onsets(flags: np.ndarray) -> int:
+    """Alerts in a run of per-frame flags: the frames where a flagged stretch begins."""
+    f = np.asarray(flags, bool)
+    return int(f[0]) + int(np.sum(f[1:] & ~f[:-1])) if f.size else 0
+
+
+def alarm_report(clips: list, threshold: float) -> dict:
+    """What the model's alarm does at its calibrated threshold, per group of
+    `kind_groups`: the share of anomalous frames flagged (recall), the share of
+    the normal clips' frames flagged, false alarms (alert onsets) per minute of
+    the normal clips, and per anomalous clip the delay from the labelled onset to
+    the first flagged frame at or after it (median over the clips that were
+    flagged; `missed`: anomalous clips never flagged after their onset)."""
+    out = {}
+    normal = [c for c in clips if c.kind == "normal"]
+    minutes = sum(len(c.labels) / c.fps for c in normal) / 60
+    false = {"normal_frames_flagged": float(np.mean(np.concatenate([c.scores["model"] for c in normal]) > threshold))
+             if normal else None,
+             "false_alarms_per_min": sum(onsets(c.scores["model"] > threshold) for c in normal) / minutes
+             if minutes else None}
+    for group, kinds in kind_groups([c.kind for c in clips]).items():
+        bad = [c for c in clips if c.kind in kinds and c.kind != "normal"]
+        if not bad:
+            continue
+        delays, missed = [], 0
+        for c in bad:
+            onset = int(np.argmax(c.labels))
+            hit = np.flatnonzero(c.scores["model"][onset:] > threshold)
+            if hit.size:
+                delays.append(hit[0] / c.fps)
+            else:
+                missed += 1
+        flagged = np.concatenate([c.scores["model"][c.labels == 1] > threshold for c in bad])
+        out[group] = {"recall": float(flagged.mean()), **false,
+                      "median_delay_s": float(np.median(delays)) if delays else None,
+                      "missed_clips": missed, "anomalous_clips": len(bad)}
+    return out
 
 
 def other_reduction(how: str) -> str:
@@ -205,6 +246,7 @@ def evaluate(args) -> dict:
            "per_kind": per_kind, "normal_videos": args.normal_videos,
            "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
                             "fpr": float(np.mean(s[y == 0] > det.threshold))},
+           "alarm": alarm_report(list(clips.values()), det.threshold),
            "per_video": per_video, "models": args.model}
     with runio.output_set(args.out, OUTPUTS) as stage:
         for stem, c in clips.items():
@@ -216,6 +258,12 @@ def evaluate(args) -> dict:
     print(f"{'ROC-AUC (pooled with the normal clips)':40s}" + "".join(f"{m[:22]:>24s}" for m in methods))
     for group, rep in per_kind.items():
         print(f"{group:40s}" + "".join(f"{rep[m]['roc_auc']:24.3f}" for m in methods))
+    print("at the calibrated threshold (model):")
+    for group, a in res["alarm"].items():
+        delay = "-" if a["median_delay_s"] is None else f"{a['median_delay_s']:.1f} s"
+        print(f"  {group:20s} recall {a['recall']:.2f}, normal frames flagged {a['normal_frames_flagged'] or 0:.3f}, "
+              f"false alarms/min {a['false_alarms_per_min'] or 0:.2f}, median delay {delay}, "
+              f"missed {a['missed_clips']}/{a['anomalous_clips']} clips")
     return res
 
 

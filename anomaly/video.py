@@ -35,6 +35,18 @@ def read_video(path: str, max_frames: int | None = None) -> np.ndarray:
     return np.stack(frames)
 
 
+def video_fps(path: str, default: float = 25.0) -> float:
+    """The frame rate a video file declares (`default` when it declares none)."""
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS)
+    finally:
+        cap.release()
+    return float(fps) if fps and np.isfinite(fps) and fps > 0 else default
+
+
 def is_live(source: str) -> bool:
     """A camera index ("0") or a stream URL (rtsp://, http://, ...), not a file."""
     return source.isdigit() or "://" in source

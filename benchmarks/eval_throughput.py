@@ -40,7 +40,7 @@ def main(argv=None):
     import evaluate
     import model
 
-    args.split, args.seed = "test", 0
+    args.split, args.seed, args.subpixel_offset = "test", 0, 0.0  # evaluate.py's default test set
     net = model.load_predictor(args.checkpoint)
     with PeakRSS() as mem:
         videos, desc = evaluate.test_videos(args)

@@ -29,8 +29,9 @@ REFERENCES = [
 COLUMNS = ("val_rollout_mse_frame", "val_rollout_ssim", "val_next_ssim")
 
 
-def curve(run: str) -> list[dict]:
-    """Rows of (epoch, sequences, hours, the three validation columns) of one run."""
+def curve(run: str, start: int = 0) -> list[dict]:
+    """Rows of (epoch, sequences, hours, the three validation columns) of one run;
+    `start`: the sequences its initial model had already seen (a fine-tune)."""
     with open(os.path.join(run, "config.json")) as f:
         tr = json.load(f)["train"]
     with open(os.path.join(run, "log.csv")) as f:
@@ -40,21 +41,26 @@ def curve(run: str) -> list[dict]:
         raise SystemExit(f"error: {run}/log.csv has no rows or lacks {missing} "
                          "(train with --val-rollout-sequences N)")
     per_epoch = tr["steps_per_epoch"] * tr["batch_size"]
-    return [{"epoch": int(r["epoch"]) + 1, "sequences": (int(r["epoch"]) + 1) * per_epoch,
+    return [{"epoch": int(r["epoch"]) + 1, "sequences": start + (int(r["epoch"]) + 1) * per_epoch,
              "hours": float(r["elapsed_min"]) / 60, **{c: float(r[c]) for c in COLUMNS}} for r in rows]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", action="append", required=True, help="LABEL=RUN_FOLDER (repeatable)")
+    p.add_argument("--run", action="append", required=True,
+                   help="LABEL=RUN_FOLDER, or LABEL=RUN_FOLDER@N for a fine-tune of a model that had seen N "
+                        "sequences (drawn from N on, with open markers and a dashed line) (repeatable)")
     p.add_argument("--out", default=os.path.join("results", "learning_curve"))
     a = p.parse_args(argv)
-    runs = {}
+    runs, fine_tunes = {}, set()
     for item in a.run:
         label, sep, folder = item.partition("=")
-        if not sep:
-            raise SystemExit(f"error: --run takes LABEL=FOLDER, got {item!r}")
-        runs[label] = curve(folder)
+        folder, at, start = folder.partition("@")
+        if not sep or (at and not start.isdigit()):
+            raise SystemExit(f"error: --run takes LABEL=FOLDER or LABEL=FOLDER@SEQUENCES, got {item!r}")
+        runs[label] = curve(folder, int(start) if at else 0)
+        if at:
+            fine_tunes.add(label)
 
     import plots
 
@@ -66,7 +72,7 @@ def main(argv=None):
             for r in rows:
                 w.writerow({"run": label, **r})
 
-    plots.learning_curves(runs, REFERENCES, a.out + ".png")
+    plots.learning_curves(runs, REFERENCES, a.out + ".png", fine_tunes)
     print(json.dumps({label: rows[-1] for label, rows in runs.items()}, indent=1))
 
 

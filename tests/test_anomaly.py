@@ -559,3 +559,22 @@ def test_renamed_flags_work_for_one_release_and_say_so(capsys):
     with pytest.raises(SystemExit):
         train.parse_args(["--help"])
     assert "--image-size" not in capsys.readouterr().out  # hidden
+
+
+def test_alarm_report_by_hand():
+    from anomaly.evaluate import ScoredClip, alarm_report, onsets
+
+    assert onsets(np.array([0, 1, 1, 0, 1])) == 2 and onsets(np.array([1, 0])) == 1 and onsets(np.array([])) == 0
+
+    def clip(kind, scores, labels, fps=10.0):
+        s, y = np.array(scores, float), np.array(labels, np.uint8)
+        return ScoredClip(kind, {"model": s}, y, s, y, {}, fps)
+
+    clips = [clip("normal", [0, 2, 2, 0, 2, 0] * 10, [0] * 60),  # 60 frames = 6 s, 20 alerts = 200 per minute
+             clip("speedup", [0, 0, 0, 0, 2, 2], [0, 0, 1, 1, 1, 1]),  # flagged 2 frames (0.2 s) after onset
+             clip("stop", [0, 0, 0, 0], [0, 0, 1, 1])]  # never flagged
+    r = alarm_report(clips, threshold=1.0)
+    assert r["speedup"] == {"recall": 0.5, "normal_frames_flagged": 0.5, "false_alarms_per_min": 200.0,
+                            "median_delay_s": pytest.approx(0.2), "missed_clips": 0, "anomalous_clips": 1}
+    assert r["stop"]["recall"] == 0.0 and r["stop"]["median_delay_s"] is None and r["stop"]["missed_clips"] == 1
+    assert r["all"]["recall"] == pytest.approx(2 / 6) and r["all"]["anomalous_clips"] == 2

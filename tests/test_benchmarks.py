@@ -105,3 +105,25 @@ def test_conventions_scores_one_set_under_each_offset(tmp_path, mnist_dir):
     # the same digits moved by up to a pixel: copying the last frame scores differently, but close
     copy = [r["by_offset"][o]["next_frame"]["copy_last_frame"]["mse_frame"] for o in ("0.0", "0.5")]
     assert copy[0] != copy[1] and abs(copy[0] - copy[1]) / copy[0] < 0.2
+
+
+def test_learning_curve_places_a_fine_tune_after_its_start(tmp_path):
+    import csv
+    import json
+
+    import learning_curve
+
+    for name in ("a", "b"):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"train": {"steps_per_epoch": 10, "batch_size": 4}}))
+        (d / "log.csv").write_text("epoch,elapsed_min,val_rollout_mse_frame,val_rollout_ssim,val_next_ssim\n"
+                                   "0,1.0,90,0.7,0.8\n1,2.0,80,0.75,0.85\n")
+    out = str(tmp_path / "lc")
+    learning_curve.main(["--run", f"base={tmp_path / 'a'}", "--run", f"tuned={tmp_path / 'b'}@1000", "--out", out])
+    rows = list(csv.DictReader(open(out + ".csv")))
+    assert [(r["run"], int(r["sequences"])) for r in rows] == [("base", 40), ("base", 80), ("tuned", 1040),
+                                                                ("tuned", 1080)]
+    assert os.path.getsize(out + ".png") > 0
+    with pytest.raises(SystemExit, match="LABEL=FOLDER@SEQUENCES"):
+        learning_curve.main(["--run", f"x={tmp_path / 'a'}@many", "--out", out])

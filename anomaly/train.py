@@ -15,6 +15,7 @@ detector.json (features, normaliser, window, stride, threshold, losses, epoch).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -27,6 +28,13 @@ import numpy as np  # noqa: E402
 import runio  # noqa: E402
 from cli import CliParser, InputError, UserError, run_cli  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
+
+
+# Settings that only one objective reads: given with the other, they are refused
+# instead of silently ignored.
+ONE_OBJECTIVE = {"preset": "reconstruct", "seq_len": "reconstruct", "window_stride": "reconstruct",
+                 "coords": "reconstruct", "still_speed": "reconstruct",
+                 "scale_percentile": "motion", "counts": "motion"}
 
 
 @dataclass
@@ -93,6 +101,13 @@ class TrainSettings:
             raise InputError(f"--mog2-learning-rate must be -1 or in [0, 1], got {self.mog2_learning_rate}")
         if self.still_speed < 0:
             raise InputError(f"--still-speed must be >= 0, got {self.still_speed}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for field, objective in ONE_OBJECTIVE.items():
+            value = getattr(self, field)
+            if self.objective != objective and value != defaults[field]:
+                flag = "--" + field.replace("_", "-")
+                raise InputError(f"{flag} {str(value).lower()} applies to --objective {objective} only; "
+                                 f"this detector is --objective {self.objective}")
 
 
 def parse_args(argv=None) -> TrainSettings:
@@ -232,7 +247,7 @@ def train(cfg: TrainSettings):
                         f"validation windows {n_va})")
     if cfg.objective == "motion":
         with strategy.scope():
-            net, fitted = fit_motion(cfg, tr_feats, va_feats, norm)
+            net, fitted = fit_motion(cfg, strategy, tr_feats, va_feats, norm)
     else:
         xtr, xva = (np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in fs]) for fs in (tr_feats, va_feats))
         net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, fcfg.channels)
@@ -241,8 +256,7 @@ def train(cfg: TrainSettings):
         window=w, stride=cfg.stride, train_stride=cfg.window_stride, threshold=0.0, percentile=cfg.percentile,
         score=cfg.score, smooth=cfg.smooth, border=cfg.border, **fitted,
         train_clips=len(tr_clips), val_clips=len(va_clips), videos=paths, feature_seconds=round(feat_s, 1),
-        seed=cfg.seed, replicas=strategy.num_replicas_in_sync,
-        global_batch=distribute.global_batch(strategy, cfg.batch_size))
+        seed=cfg.seed, replicas=strategy.num_replicas_in_sync)
     val_scores = np.concatenate([Detector([net], [det_cfg]).score_features(f) for f in va_feats])
     det_cfg.threshold = percentile_threshold(val_scores, cfg.percentile)
     with runio.output_set(out, (MODEL, META)) as stage:
@@ -266,33 +280,37 @@ def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
         ae = build_autoencoder(ae_cfg)
         ae.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
     t0 = time.time()
-    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs,
-                  batch_size=distribute.global_batch(strategy, cfg.batch_size),
+    batch = distribute.global_batch(strategy, cfg.batch_size)
+    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs, batch_size=batch,
                   callbacks=fit_callbacks(cfg.patience, tensorboard_callback(cfg)), verbose=cfg.verbose, shuffle=True)
     return ae, {"autoencoder": ae_cfg, "preset": cfg.preset, "fit_seconds": round(time.time() - t0, 1),
-                **_losses(hist)}
+                "global_batch": batch, **_losses(hist)}
 
 
-def fit_motion(cfg: TrainSettings, tr_feats, va_feats, norm) -> tuple:
+def fit_motion(cfg: TrainSettings, strategy, tr_feats, va_feats, norm) -> tuple:
     """The motion model of `anomaly.motion` fitted on normal frames, the
     per-location counts of those frames, and the parts' scales on the held-out
-    clips: (model, its DetectorConfig fields)."""
+    clips: (model, its DetectorConfig fields). A batch holds 4x --batch-size
+    frames per replica (a frame is a quarter of an autoencoder window's work)."""
     import keras
+
+    import distribute
 
     from anomaly import motion
     from anomaly.model import MotionConfig
 
     keras.utils.set_random_seed(cfg.seed)
     t0 = time.time()
+    batch = 4 * distribute.global_batch(strategy, cfg.batch_size)
     net, m_cfg, hist = motion.fit(tr_feats, va_feats, norm, MotionConfig(frame_size=cfg.frame_size, border=cfg.border),
-                                  lr=cfg.lr, epochs=cfg.epochs, batch_size=4 * cfg.batch_size,
+                                  lr=cfg.lr, epochs=cfg.epochs, batch_size=batch,
                                   patience=cfg.patience, verbose=cfg.verbose, callbacks=tensorboard_callback(cfg))
     fit_s = round(time.time() - t0, 1)
     counts = motion.fit_counts(tr_feats, m_cfg) if cfg.counts else None
     return net, {"motion": m_cfg, "location_counts": None if counts is None else counts.tolist(),
                  "scale_percentile": cfg.scale_percentile,
                  "scales": motion.calibrate_scales(net, m_cfg, norm, va_feats, cfg.scale_percentile, counts),
-                 "fit_seconds": fit_s, **_losses(hist)}
+                 "fit_seconds": fit_s, "global_batch": batch, **_losses(hist)}
 
 
 def tensorboard_callback(cfg: TrainSettings) -> list:

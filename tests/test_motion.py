@@ -170,6 +170,7 @@ def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys):
     meta = json.load(open(os.path.join(out, "detector.json")))
     assert meta["objective"] == "motion" and meta["window"] == 2 and meta["motion"]["frame_size"] == 32
     assert meta["motion"]["speed_scale"] > 0 and meta["threshold"] > 0
+    assert meta["global_batch"] == 4 * 8  # what the fit used: four frames per window of --batch-size 8
     counts = np.asarray(meta["location_counts"])  # of the fit clips' frames, each frame once per cell
     assert counts.shape == (6, 6, 26) and (counts.sum(-1) == 29 * meta["train_clips"]).all()
     assert all(len(v) == 3 for v in meta["scales"].values()) and meta["scale_percentile"] == 99.0

@@ -118,6 +118,7 @@ class TrainConfig:
         patience: EarlyStopping patience in epochs (ReduceLROnPlateau uses half).
         jit_compile: XLA compilation of the train step ("auto", true or false).
         seed: one seed for the weights, the data stream and the validation set.
+        init: the model.keras whose weights the run started from (a fine-tune), or None.
     """
 
     seq_len: int = 20
@@ -145,6 +146,7 @@ class TrainConfig:
     patience: int = 8
     jit_compile: str = "auto"
     seed: int = 0
+    init: str | None = None
 
 
 @dataclass

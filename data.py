@@ -318,7 +318,6 @@ def to_float(frames: np.ndarray) -> np.ndarray:
     return (np.asarray(frames, np.float32) / 255.0)[..., None]
 
 
-
 # ------------------------------------------------------------------ tf.data pipelines
 
 def shift_for_next_frame(videos):

@@ -127,7 +127,8 @@ def config_from_args(args) -> Config:
          "context_frames": args.context_frames, "jit_compile": args.jit_compile,
          "mse_weight": args.mse_weight, "l1_weight": args.l1_weight,
          "lr_schedule": args.lr_schedule, "total_steps": args.total_steps,
-         "warmup_steps": args.warmup_steps, "val_rollout_sequences": args.val_rollout_sequences}
+         "warmup_steps": args.warmup_steps, "val_rollout_sequences": args.val_rollout_sequences,
+         "init": args.init}
     if args.feedback_ramp is not None:
         t["feedback_ramp"] = args.feedback_ramp == "true"
     if args.subpixel_jitter is not None:
@@ -526,7 +527,7 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         out = args.out or os.path.join("runs", cfg.preset)
         train(cfg, out, mnist=args.mnist, overwrite=args.overwrite,
-              time_budget_min=args.time_budget_min, verbose=args.verbose, init=args.init, tensorboard=args.tensorboard,
+              time_budget_min=args.time_budget_min, verbose=args.verbose, init=cfg.train.init, tensorboard=args.tensorboard,
               strategy=args.strategy)
     return run_cli(run)
 

@@ -373,3 +373,15 @@ def test_a_replaced_run_waits_aside_until_the_new_one_finishes(tmp_path, mnist_d
     assert open(os.path.join(out, ".replaced", "model.keras"), "rb").read() == old
     assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--epochs", "2"]) == 0  # resumes, finishes
     assert not os.path.exists(os.path.join(out, ".replaced")) and train.run_state(out) == "finished"
+
+
+def test_a_fine_tune_records_where_it_started(run_dir, mnist_dir, tmp_path):
+    """config.json's init names the checkpoint a fine-tune started from, so --config reproduces it."""
+    from config import Config
+
+    start = os.path.join(run_dir, "model.keras")
+    out = str(tmp_path / "ft")
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--init", start, "--subpixel-jitter", "true"]) == 0
+    cfg = Config.load(os.path.join(out, "config.json"))
+    assert cfg.train.init == start and cfg.train.subpixel_jitter is True
+    assert Config.load(os.path.join(run_dir, "config.json")).train.init is None

@@ -8,7 +8,9 @@ clips are listed in detector.json), optionally with another --score reduction,
 --smooth, --border or --stride (scoring only; the training stride is kept in
 `train_stride`),
 and rewrites detector.json (written then renamed). A motion detector's part
-scales are recalibrated on the same clips first (at --scale-percentile). Use it
+scales are recalibrated on the same clips first (at --scale-percentile); a
+fused detector's parts are recalibrated each, then their scales (at
+--scale-percentile) and its threshold. Use it
 to adapt a detector to a new camera's normal footage without retraining.
 """
 
@@ -38,31 +40,50 @@ def main(argv=None) -> int:
                         "(default: the model's; 95 for detectors trained before it was recorded)")
     args = p.parse_args(argv)
     def run():
-        import dataclasses
-
-        from anomaly.cells import percentile_threshold
-        from anomaly.detector import META, Detector, apply_overrides
+        from anomaly.detector import META
+        from anomaly.fusion import FusedDetector, apply_overrides, load_detector
         from anomaly.video import expand_videos, read_video
 
         if args.scale_percentile is not None and not 0 < args.scale_percentile <= 100:
             raise InputError(f"--scale-percentile must be in (0, 100], got {args.scale_percentile}")
-        det = apply_overrides(Detector.load(args.model), args)
-        if args.scale_percentile is not None and det.objective != "motion":
-            raise InputError(f"--scale-percentile: {args.model} is not a motion detector (its score has no parts)")
-        old = det.configs[0]
-        pct = args.percentile if args.percentile is not None else old.percentile
+        det = apply_overrides(load_detector(args.model), args, rescale=True)
+        if args.scale_percentile is not None and det.objective == "reconstruct":
+            raise InputError(f"--scale-percentile: {args.model} is an autoencoder (its score has no parts to scale)")
         videos = expand_videos(args.videos)
         feats = [det.features(read_video(v)) for v in videos]
-        if det.objective == "motion":
-            old = rescale_motion(det, feats, args.scale_percentile)
-        scores = np.concatenate([det.score_features(f) for f in feats])
-        new = dataclasses.replace(old, threshold=percentile_threshold(scores, pct), percentile=pct,
-                                  calibrated_on=videos, score=det.score, smooth=det.smooth, border=det.border,
-                                  stride=det.stride, train_stride=old.train_stride or old.stride)
-        new.save(os.path.join(args.model, META))
-        print(f"threshold {new.threshold:.4f} = {pct:g}th percentile of {np.isfinite(scores).sum()} "
-              f"frame scores ({new.score})")
+        if not isinstance(det, FusedDetector):
+            n = recalibrate(det, args.model, feats, videos, args)
+            print(f"threshold {det.threshold:.4f} = {args.percentile or det.configs[0].percentile:g}th percentile "
+                  f"of {n} frame scores ({det.score})")
+            return
+        for name, part in det.parts.items():
+            recalibrate(part, os.path.join(args.model, name), feats, videos, args)
+        cfg = det.calibrate(feats, args.percentile, args.scale_percentile, videos)
+        cfg.save(os.path.join(args.model, META))
+        print(f"threshold {cfg.threshold:.4f} = {cfg.percentile:g}th percentile of the fused frame scores; "
+              "part scales " + ", ".join(f"{n} {v:.4g}" for n, v in cfg.scales.items()))
     return run_cli(run)
+
+
+def recalibrate(det, folder: str, feats: list, videos: list, args) -> int:
+    """Recalibrates one part's threshold (and a motion detector's scales) on
+    normal clips' raw features, rewrites its detector.json; returns the frames scored."""
+    import dataclasses
+
+    from anomaly.cells import percentile_threshold
+    from anomaly.detector import META
+
+    old = det.configs[0]
+    pct = args.percentile if args.percentile is not None else old.percentile
+    if det.objective == "motion":
+        old = rescale_motion(det, feats, args.scale_percentile)
+    scores = np.concatenate([det.score_features(f) for f in feats])
+    det.threshold = percentile_threshold(scores, pct)
+    new = dataclasses.replace(old, threshold=det.threshold, percentile=pct, calibrated_on=videos, score=det.score,
+                              smooth=det.smooth, border=det.border, stride=det.stride,
+                              train_stride=old.train_stride or old.stride)
+    new.save(os.path.join(folder, META))
+    return int(np.isfinite(scores).sum())
 
 
 def rescale_motion(det, feats: list, percentile=None):

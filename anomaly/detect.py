@@ -150,11 +150,11 @@ def scene_warnings(scores: np.ndarray, threshold: float, frame_hw: tuple, size: 
 
 def detect(args) -> None:
     import plots
-    from anomaly.detector import Detector, apply_overrides
+    from anomaly.fusion import apply_overrides, load_detector
     from anomaly.video import iter_video, read_labels
 
     check_args(args)
-    det = apply_overrides(Detector.load(args.model), args)
+    det = apply_overrides(load_detector(args.model), args)
     labels = read_labels(args.labels) if args.labels else None
     source = iter_video(args.source, args.timeout)  # opened before anything is written
     output_dir(args.out)

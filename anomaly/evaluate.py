@@ -213,19 +213,19 @@ def evaluate(args) -> dict:
     """Scores every clip of `args.videos`, writes OUT/metrics.json, OUT/roc.png and one
     score plot per clip; returns the metrics."""
     import plots
-    from anomaly.detector import Detector, apply_overrides
+    from anomaly.fusion import apply_overrides, load_detector
     from anomaly.location import LocationModel
     from anomaly.video import expand_videos, read_video
 
     runio.check_replace(args.out, "metrics.json", args.overwrite)
-    det = apply_overrides(Detector.load(args.model), args)
+    det = apply_overrides(load_detector(args.model), args)
     paths = [p for pattern in args.videos for p in expand_videos(pattern)]
     names = clip_names(paths)
     location = None
     if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
         location = LocationModel(border=det.border).fit(
             [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
-    methods = {"model": "motion model" if det.objective == "motion" else "ConvLSTM AE",
+    methods = {"model": {"motion": "motion model", "fused": "AE + motion model"}.get(det.objective, "ConvLSTM AE"),
                "baseline_mean_flow_magnitude": "mean flow magnitude",
                "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}
     if location is not None:

@@ -24,7 +24,12 @@ class FeatureConfig:
     mog2_learning_rate: MOG2's background model (learning rate -1: OpenCV's
     1 / history, which absorbs a person who stands still within a few dozen
     frames; 0.001 keeps about half of a standing crowd in the foreground 95
-    frames later); still_speed: with a value > 0, a fourth channel, the density
+    frames later); mog2_warmup: the first N frames of a stream build the
+    background at the rate 1 / (t + 1) (the mean of the frames so far) before
+    mog2_learning_rate takes over: with a slow rate and no warm-up, whoever
+    stands somewhere in a stream's first frame leaves a "ghost" there, a
+    foreground blob where nobody is, for hundreds of frames (0 = off, as in
+    detectors trained before it existed); still_speed: with a value > 0, a fourth channel, the density
     of people who do not move, density * exp(-|flow| / still_speed) (flow in
     pixels per frame at size S): near zero where people walk, large where a
     crowd stands (0 = off)."""
@@ -35,6 +40,7 @@ class FeatureConfig:
     blur: float = 2.0
     mog2_history: int = 100
     mog2_learning_rate: float = -1.0
+    mog2_warmup: int = 0
     still_speed: float = 0.0
 
     @property
@@ -72,11 +78,14 @@ class Mog2Density:
 
         self.cfg = cfg
         self.bg = cv2.createBackgroundSubtractorMOG2(history=cfg.mog2_history, detectShadows=False)
+        self.t = 0
 
     def __call__(self, gray: np.ndarray) -> np.ndarray:
         import cv2
 
-        fg = (self.bg.apply(gray, learningRate=self.cfg.mog2_learning_rate) > 0).astype(np.float32)
+        rate = 1.0 / (self.t + 1) if self.t < self.cfg.mog2_warmup else self.cfg.mog2_learning_rate
+        self.t += 1
+        fg = (self.bg.apply(gray, learningRate=rate) > 0).astype(np.float32)
         return cv2.GaussianBlur(fg, (0, 0), self.cfg.blur)
 
 
@@ -121,9 +130,14 @@ class YoloPoseDetector:
         try:
             from ultralytics import YOLO
         except ImportError:
-            raise ImportError("the keypoints density needs `pip install ultralytics` and YOLO-pose weights; "
-                              "or use --density mog2") from None
-        self.model, self.conf = YOLO(weights), conf
+            raise InputError("--density yolo-pose needs Ultralytics (pip install ultralytics) and YOLO-pose "
+                             "weights; or use --density mog2") from None
+        try:
+            self.model = YOLO(weights)
+        except (OSError, ConnectionError, FileNotFoundError) as e:
+            raise InputError(f"--density yolo-pose: the weights {weights} could not be loaded or downloaded ({e}); "
+                             "put the file in the working folder, or use --density mog2") from None
+        self.conf = conf
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:
         res = self.model(frame, conf=self.conf, verbose=False)[0]

@@ -33,7 +33,7 @@ scales being the parts' 99th percentiles on held-out normal clips
 
 One frame, not a window: given the density sequence a ConvLSTM learns to read
 the motion off it, and then predicts an anomalous motion as well as a normal one
-(anomaly/README.md has the comparison).
+(the comparison: the log in anomaly/README.md at commit 71d2d9b).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ from anomaly.model import MotionConfig
 
 DENSITY = 2  # the density channel of the raw features
 # Each part is divided by this percentile of its values on held-out normal clips: the
-# lowest within 0.005 of the best of 90-100 on validation clips (anomaly/README.md);
+# lowest within 0.005 of the best of 90-100 on validation clips (the log in anomaly/README.md at 71d2d9b);
 # higher ones rest on a handful of frames.
 SCALE_PERCENTILE = 99.0
 SPEED_WEIGHT = 0.1  # of the speed loss beside the bins' cross-entropy (early stopping watches their sum)

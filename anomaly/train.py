@@ -3,14 +3,17 @@
     python -m anomaly.train --videos "data/crowd/train/*.mp4" --out runs/anomaly
 
 Clips are split by clip into training and validation (--val-fraction; a
-single clip is split in time). With --objective reconstruct (the default) the
-ConvLSTM autoencoder learns to reconstruct windows of normal features (MSE);
-with --objective motion the motion model of anomaly/motion.py learns how people
-move where they stand, and its two part scores are scaled on the validation
-clips. Both: Adam, ReduceLROnPlateau, early stopping on the validation clips.
-The threshold is the --percentile of frame scores on the held-out validation
-clips, never on training data. OUT gets ae.keras (the network) and
-detector.json (features, normaliser, window, stride, threshold, losses, epoch).
+single clip is split in time). The default detector (--objective fused,
+anomaly/fusion.py) has two parts fitted on the same features: the ConvLSTM
+autoencoder (--objective reconstruct alone) learns to reconstruct windows of
+normal features (MSE), and the motion model of anomaly/motion.py (--objective
+motion alone) learns how people move where they stand. Each: Adam,
+ReduceLROnPlateau, early stopping on the validation clips. Each part is scaled
+on the held-out validation clips, and the threshold is the --percentile of
+frame scores there, never on training data. OUT gets detector.json (features,
+normaliser, window, stride, threshold, losses, epoch) and ae.keras (the
+network); a fused detector's OUT gets its detector.json (scales, threshold)
+and one such folder per part.
 """
 
 from __future__ import annotations
@@ -30,11 +33,11 @@ from cli import CliParser, InputError, UserError, run_cli  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
 
-# Settings that only one objective reads: given with the other, they are refused
-# instead of silently ignored.
-ONE_OBJECTIVE = {"preset": "reconstruct", "seq_len": "reconstruct", "window_stride": "reconstruct",
-                 "coords": "reconstruct", "still_speed": "reconstruct",
-                 "scale_percentile": "motion", "counts": "motion"}
+# Settings that only some objectives read: given with another, they are refused
+# instead of silently ignored (the fused detector reads both parts' settings).
+AE_ONLY, MOTION_ONLY = ("reconstruct", "fused"), ("motion", "fused")
+ONE_OBJECTIVE = {"preset": AE_ONLY, "seq_len": AE_ONLY, "window_stride": AE_ONLY, "coords": AE_ONLY,
+                 "still_speed": AE_ONLY, "scale_percentile": MOTION_ONLY, "counts": MOTION_ONLY}
 
 
 @dataclass
@@ -46,7 +49,7 @@ class TrainSettings:
 
     videos: str
     out: str = os.path.join("runs", "anomaly")
-    objective: str = "reconstruct"
+    objective: str = "fused"
     preset: str = "light"
     epochs: int = 30
     batch_size: int = 8               # windows per replica
@@ -63,7 +66,9 @@ class TrainSettings:
     border: int = 4                   # pixels left out at each edge
     smooth: int = 8                   # causal max over N frames
     flow: str = "farneback"           # or "dis"
-    mog2_learning_rate: float = -1.0  # -1: OpenCV's 1 / history
+    density: str = "mog2"             # or "yolo-pose" (Ultralytics, the user's install and weights)
+    mog2_learning_rate: float = 0.001  # -1: OpenCV's 1 / history, which absorbs people who stand
+    mog2_warmup: int = 10             # frames at the rate 1 / (t + 1) first (no ghosts)
     still_speed: float = 0.0          # > 0: a standing-density channel
     coords: bool = False              # coordinate channels for the autoencoder
     augment: int = 0                  # augmented copies per training clip
@@ -82,7 +87,7 @@ class TrainSettings:
         ints = {"--seq-len": (self.seq_len, 2), "--window-stride": (self.window_stride, 1),
                 "--stride": (self.stride, 1), "--epochs": (self.epochs, 1), "--batch-size": (self.batch_size, 1),
                 "--smooth": (self.smooth, 1), "--patience": (self.patience, 1), "--augment": (self.augment, 0),
-                "--frame-size": (self.frame_size, 8)}
+                "--frame-size": (self.frame_size, 8), "--mog2-warmup": (self.mog2_warmup, 0)}
         for flag, (value, low) in ints.items():
             if value < low:
                 raise InputError(f"{flag} must be >= {low}, got {value}")
@@ -102,12 +107,12 @@ class TrainSettings:
         if self.still_speed < 0:
             raise InputError(f"--still-speed must be >= 0, got {self.still_speed}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for field, objective in ONE_OBJECTIVE.items():
+        for field, objectives in ONE_OBJECTIVE.items():
             value = getattr(self, field)
-            if self.objective != objective and value != defaults[field]:
+            if self.objective not in objectives and value != defaults[field]:
                 flag = "--" + field.replace("_", "-")
-                raise InputError(f"{flag} {str(value).lower()} applies to --objective {objective} only; "
-                                 f"this detector is --objective {self.objective}")
+                raise InputError(f"{flag} {str(value).lower()} applies to --objective {' or '.join(objectives)} "
+                                 f"only; this detector is --objective {self.objective}")
 
 
 def parse_args(argv=None) -> TrainSettings:
@@ -118,9 +123,11 @@ def parse_args(argv=None) -> TrainSettings:
     p.add_argument("--overwrite", action="store_true", help="replace a detector already in --out")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also log the fit's losses for TensorBoard into DIR (tensorboard --logdir DIR)")
-    p.add_argument("--objective", default=d.objective, choices=["reconstruct", "motion"],
-                   help="reconstruct: a ConvLSTM autoencoder reconstructs windows of features (default); "
-                        "motion: a model of how people move where they stand (anomaly/motion.py)")
+    p.add_argument("--objective", default=d.objective, choices=["fused", "reconstruct", "motion"],
+                   help="fused: both of the others, each scaled on the held-out clips, the frame scored by the "
+                        "more unusual (anomaly/fusion.py; the default); reconstruct: a ConvLSTM autoencoder "
+                        "reconstructs windows of features; motion: a model of how people move where they stand "
+                        "(anomaly/motion.py)")
     p.add_argument("--preset", default=d.preset, choices=["light", "strong"], help="autoencoder size (default: light)")
     p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -155,9 +162,15 @@ def parse_args(argv=None) -> TrainSettings:
                    help="frame score = max over the last N frames' window scores (1 = off; default %(default)s, "
                         "chosen on the synthetic benchmark's validation clips)")
     p.add_argument("--flow", default=d.flow, choices=["farneback", "dis"], help="optical flow (default: %(default)s)")
+    p.add_argument("--density", default=d.density, choices=["mog2", "yolo-pose"],
+                   help="person density: MOG2 background subtraction (no weights; the default) or YOLO-pose "
+                        "keypoints (needs pip install ultralytics and its weights)")
     p.add_argument("--mog2-learning-rate", type=float, default=d.mog2_learning_rate,
                    help="background-model learning rate (-1: 1/history; small keeps standing people visible) "
                         "(default: %(default)s)")
+    p.add_argument("--mog2-warmup", type=int, default=d.mog2_warmup,
+                   help="the first N frames of each clip or stream build the background quickly (rate 1/(t+1)), "
+                        "so people in the first frame leave no ghost (default: %(default)s)")
     p.add_argument("--still-speed", type=float, default=d.still_speed,
                    help="add a standing-density channel, density * exp(-speed / this) (0 = off, the default)")
     p.add_argument("--coords", choices=["true", "false"], default="false",
@@ -218,8 +231,6 @@ def train(cfg: TrainSettings):
     """Fits a detector on the normal clips of `cfg.videos`, calibrates its
     threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
     import distribute
-    from anomaly.cells import percentile_threshold, window_starts, windows
-    from anomaly.config import DetectorConfig
     from anomaly.detector import META, MODEL, Detector
     from anomaly.features import FeatureConfig, Normalizer, clip_features
     from anomaly.video import expand_videos, read_video
@@ -233,35 +244,61 @@ def train(cfg: TrainSettings):
     tr_clips, va_clips = split_clips(clips, cfg.val_fraction)
     rng = np.random.default_rng(cfg.seed)
     tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(cfg.augment)]
-    fcfg = FeatureConfig(frame_size=cfg.frame_size, flow=cfg.flow, mog2_learning_rate=cfg.mog2_learning_rate,
+    fcfg = FeatureConfig(frame_size=cfg.frame_size, flow=cfg.flow,
+                         density="keypoints" if cfg.density == "yolo-pose" else "mog2",
+                         mog2_learning_rate=cfg.mog2_learning_rate, mog2_warmup=cfg.mog2_warmup,
                          still_speed=cfg.still_speed)
     t0 = time.time()
     tr_feats = [clip_features(c, fcfg) for c in tr_clips]
     va_feats = [clip_features(c, fcfg) for c in va_clips]
     feat_s = time.time() - t0
     norm = Normalizer.fit(tr_feats)
-    w = 2 if cfg.objective == "motion" else cfg.seq_len  # motion: a frame and the one before
+    record = {"features": fcfg, "normalizer": {"mean": norm.mean, "std": norm.std}, "stride": cfg.stride,
+              "train_stride": cfg.window_stride, "percentile": cfg.percentile, "score": cfg.score,
+              "smooth": cfg.smooth, "border": cfg.border, "train_clips": len(tr_clips), "val_clips": len(va_clips),
+              "videos": paths, "feature_seconds": round(feat_s, 1), "seed": cfg.seed,
+              "replicas": strategy.num_replicas_in_sync}
+    if cfg.objective != "fused":
+        det = fit_part(cfg, cfg.objective, strategy, tr_feats, va_feats, norm, record)
+        with runio.output_set(out, (MODEL, META)) as stage:
+            Detector.save(stage, det.models[0], det.configs[0])
+        return det.configs[0]
+    from anomaly.fusion import PARTS, FusedDetector, FusionConfig
+
+    parts = {name: fit_part(cfg, name, strategy, tr_feats, va_feats, norm, record) for name in PARTS}
+    fused = FusedDetector(parts, FusionConfig(list(PARTS), {n: 1.0 for n in PARTS}, 0.0,
+                                              scale_percentile=cfg.scale_percentile))
+    fused.calibrate(va_feats, cfg.percentile, videos=paths[len(paths) - len(va_clips):] if len(paths) > 1 else None)
+    with runio.output_set(out, (MODEL, META, *PARTS)) as stage:
+        for name, det in parts.items():
+            Detector.save(os.path.join(stage, name), det.models[0], det.configs[0])
+        fused.save(stage)
+    return fused.config
+
+
+def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, norm, record: dict):
+    """One detector of `objective` fitted on the training clips' raw features, its
+    threshold the --percentile of its scores on the held-out ones: a Detector."""
+    from anomaly.cells import percentile_threshold, window_starts, windows
+    from anomaly.config import DetectorConfig
+    from anomaly.detector import Detector
+
+    w = 2 if objective == "motion" else cfg.seq_len  # motion: a frame and the one before
     n_tr, n_va = (sum(len(window_starts(len(f), w, cfg.window_stride)) for f in fs) for fs in (tr_feats, va_feats))
     if n_tr == 0 or n_va == 0:
         raise UserError(f"clips too short for windows of {w} frames (training windows {n_tr}, "
                         f"validation windows {n_va})")
-    if cfg.objective == "motion":
+    if objective == "motion":
         with strategy.scope():
             net, fitted = fit_motion(cfg, strategy, tr_feats, va_feats, norm)
     else:
         xtr, xva = (np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in fs]) for fs in (tr_feats, va_feats))
-        net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, fcfg.channels)
-    det_cfg = DetectorConfig(
-        objective=cfg.objective, features=fcfg, normalizer={"mean": norm.mean, "std": norm.std},
-        window=w, stride=cfg.stride, train_stride=cfg.window_stride, threshold=0.0, percentile=cfg.percentile,
-        score=cfg.score, smooth=cfg.smooth, border=cfg.border, **fitted,
-        train_clips=len(tr_clips), val_clips=len(va_clips), videos=paths, feature_seconds=round(feat_s, 1),
-        seed=cfg.seed, replicas=strategy.num_replicas_in_sync)
-    val_scores = np.concatenate([Detector([net], [det_cfg]).score_features(f) for f in va_feats])
-    det_cfg.threshold = percentile_threshold(val_scores, cfg.percentile)
-    with runio.output_set(out, (MODEL, META)) as stage:
-        Detector.save(stage, net, det_cfg)
-    return det_cfg
+        net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, record["features"].channels)
+    det_cfg = DetectorConfig(objective=objective, window=w, threshold=0.0, **record, **fitted)
+    det = Detector([net], [det_cfg])
+    det_cfg.threshold = det.threshold = percentile_threshold(
+        np.concatenate([det.score_features(f) for f in va_feats]), cfg.percentile)
+    return det
 
 
 def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
@@ -330,8 +367,9 @@ def main(argv=None) -> int:
 
     def run():
         det = train(cfg)
+        fit = "" if cfg.objective == "fused" else f", val_loss {det.val_loss:.4f} at epoch {det.epoch}"
         print(f"saved {cfg.out}: threshold {det.threshold:.4f} ({det.percentile:g}th percentile of "
-              f"held-out normal scores), val_loss {det.val_loss:.4f} at epoch {det.epoch}")
+              f"held-out normal scores){fit}")
     return run_cli(run)
 
 

@@ -273,7 +273,7 @@ def test_cli_train_detect_evaluate(tmp_path, capsys):
     out = str(tmp_path / "det")
     assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
                        "--frame-size", "32", "--seq-len", "8", "--window-stride", "4", "--augment", "1",
-                       "--verbose", "0"]) == 0
+                       "--objective", "reconstruct", "--verbose", "0"]) == 0
     meta = json.load(open(os.path.join(out, "detector.json")))
     for k in ("features", "normalizer", "window", "threshold", "percentile", "train_loss", "val_loss", "epoch"):
         assert k in meta, k
@@ -525,6 +525,7 @@ def test_detector_config_round_trip_and_older_folders():
         raw = json.load(open(path))
         cfg = DetectorConfig.load(path)
         assert cfg.features.frame_size == 64 and cfg.threshold == raw["threshold"]
+        assert "mog2_warmup" not in raw["features"] and cfg.features.mog2_warmup == 0  # as they were trained
         assert DetectorConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     old = json.load(open(os.path.join(root, "model", "detector.json")))
     assert "image_size" in old["features"] and "patch" in old["autoencoder"]  # the older names, on disk

@@ -1,6 +1,7 @@
 """Bad input, table-driven, over every entry point: one `error:` line, exit code 2,
 and nothing already written is touched."""
 
+import importlib.util
 import os
 
 import numpy as np
@@ -217,14 +218,17 @@ CASES = [
     (a_evaluate.main, ["--model", "{det}", "--videos", "{video}", "--videos", "{video}", "--out", "{out}"],
      "given twice"),
     (a_train.main, TRAIN_DET + ["--augment", "-1"], "--augment"),
-    (a_train.main, TRAIN_DET + ["--scale-percentile", "95"], "--scale-percentile 95.0 applies to --objective motion only"),
+    (a_train.main, TRAIN_DET + ["--objective", "reconstruct", "--scale-percentile", "95"],
+     "--scale-percentile 95.0 applies to --objective motion or fused only"),
     (a_train.main, TRAIN_DET + ["--objective", "motion", "--seq-len", "8"], "--seq-len 8 applies to --objective reconstruct"),
     (a_train.main, TRAIN_DET + ["--objective", "motion", "--coords", "true"], "--coords true applies to"),
     (a_train.main, TRAIN_DET + ["--lr", "0"], "--lr"),
+    *([(a_train.main, TRAIN_DET + ["--density", "yolo-pose"], "--density yolo-pose needs Ultralytics")]
+      if importlib.util.find_spec("ultralytics") is None else []),
     (a_train.main, ["--videos", "{video}", "--out", "{under_file}"], "a_file"),
     (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--percentile", "120"], "percentile"),
     (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--scale-percentile", "0"], "--scale-percentile"),
-    (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--scale-percentile", "99"], "not a motion detector"),
+    (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--scale-percentile", "99"], "is an autoencoder"),
     (a_calibrate.main, ["--model", "{det_mistyped}", "--videos", "{video}"], "window must be"),
     (a_calibrate.main, ["--model", "{det}", "--videos", "{junk_video}"], "no frames"),
     (a_synthetic.main, ["--out", "{out}", "--frames", "0"], "--frames must be"),

@@ -104,10 +104,11 @@ def _anomaly_args(crowd, out, strategy):
 
 
 def _detector_scores(folder, crowd):
-    from anomaly.detector import Detector
+    """The fused default detector saved in `folder` and its scores on a training clip."""
+    from anomaly.fusion import load_detector
     from anomaly.video import read_video
 
-    det = Detector.load(folder)
+    det = load_detector([folder])
     scores = det.score_frames(read_video(os.path.join(crowd, "train", "normal_00.mp4")))
     return det, scores
 
@@ -117,7 +118,10 @@ def test_anomaly_mirrored_on_two_logical_cpus(tmp_path, crowd):
     stdout = _on_two_logical_cpus(_anomaly_args(crowd, out, "mirrored"))
     assert "MirroredStrategy: 2 replicas, global batch 4" in stdout
     det, scores = _detector_scores(out, crowd)
-    assert det.configs[0].replicas == 2 and det.configs[0].global_batch == 4
+    # both parts of the fused default trained on two replicas (the motion model's batch is
+    # 4 x --batch-size frames per replica: one frame each, not a 4-frame window)
+    assert [p.configs[0].replicas for p in det.parts.values()] == [2, 2]
+    assert {n: p.configs[0].global_batch for n, p in det.parts.items()} == {"reconstruct": 4, "motion": 16}
     assert np.isfinite(scores[~np.isnan(scores)]).all()
 
 
@@ -130,5 +134,6 @@ def test_anomaly_two_workers_on_loopback(tmp_path, crowd):
     assert np.isfinite(scores[~np.isnan(scores)]).all()
     # synchronous training: both workers end with the same trainable weights (BatchNorm's
     # moving statistics are per worker, as in any Keras data-parallel run)
-    for a, b in zip(det.models[0].trainable_weights, det1.models[0].trainable_weights):
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for name, part in det.parts.items():
+        for a, b in zip(part.models[0].trainable_weights, det1.parts[name].models[0].trainable_weights):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

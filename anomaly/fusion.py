@@ -1,0 +1,248 @@
+"""The default detector: the autoencoder and the motion model as two parts of one.
+
+The autoencoder (`reconstruct`) scores what moves unlike anything in the
+normal footage, fast above all (a panic, a runner, a sped-up crowd); the motion
+model (`motion`) scores motion that is wrong for where people are (a wrong-way
+walker, a crossing, a crowd that stops), which the autoencoder ranks backwards.
+A user does not know in advance which kind will come, so the default detector
+keeps both, each a complete detector folder of its own, and scores a frame by
+the part that finds it more unusual, in units of that part's normal range:
+
+    score(t) = max_k  s_k(t) / c_k,    c_k = the `scale_percentile` of part k's
+                                        scores on held-out normal clips
+
+The threshold is the `percentile` of these scores on the same held-out clips.
+Both parts read the same features (one extractor per stream) and share the
+frame reduction, border and smoothing, so a frame's score needs every part's:
+the fused detector scores from the autoencoder's first full window on.
+
+A folder holds FUSION (this module's `FusionConfig`) and one sub-folder per part
+(`reconstruct/`, `motion/`), each loadable alone with its own threshold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from anomaly.cells import percentile_threshold
+from cli import InputError
+
+PARTS = ("reconstruct", "motion")
+SCALE_PERCENTILE = 99.0  # as the motion model's own parts (anomaly.motion)
+
+
+@dataclass
+class FusionConfig:
+    """The fused detector's detector.json: its parts (sub-folder names), each
+    part's scale, the threshold and the percentiles they were calibrated at, and
+    the clips they were calibrated on (None when unknown)."""
+
+    parts: list
+    scales: dict
+    threshold: float
+    percentile: float = 95.0
+    scale_percentile: float = SCALE_PERCENTILE
+    calibrated_on: list | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.parts, list) or not self.parts or any(p not in PARTS for p in self.parts) \
+                or len(set(self.parts)) != len(self.parts):
+            raise InputError(f"parts must be a list of distinct names of {PARTS}, got {self.parts!r}")
+        if not isinstance(self.scales, dict) or sorted(self.scales) != sorted(self.parts) or any(
+                not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0 for v in self.scales.values()):
+            raise InputError(f"scales must give each part a positive number, got {self.scales!r}")
+        if not isinstance(self.threshold, (int, float)) or not math.isfinite(self.threshold):
+            raise InputError(f"threshold must be a finite number, got {self.threshold!r}")
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def save(self, path: str) -> None:
+        import runio
+
+        runio.write_json(self.to_dict(), path)
+
+
+def is_fused(meta: dict) -> bool:
+    """Whether a detector.json's contents describe a fused detector."""
+    return isinstance(meta, dict) and "parts" in meta
+
+
+class FusedDetector:
+    """Parts scored on shared features and fused by their scaled maximum.
+
+    Args:
+        parts: {name: `anomaly.detector.Detector`}, names of PARTS; they must
+            share features, frame reduction, border and smoothing.
+        config: the `FusionConfig` (scales and threshold).
+    """
+
+    objective = "fused"
+
+    def __init__(self, parts: dict, config: FusionConfig):
+        self.parts = dict(parts)
+        self.config = config
+        first = next(iter(self.parts.values()))
+        for name, p in self.parts.items():
+            for attr in ("feature_cfg", "score", "border", "smooth"):
+                if getattr(p, attr) != getattr(first, attr):
+                    raise InputError(f"fused parts must share their {attr}: {name} has {getattr(p, attr)!r}, "
+                                     f"another {getattr(first, attr)!r}")
+        self.feature_cfg = first.feature_cfg
+        self.score, self.border, self.smooth = first.score, first.border, first.smooth
+        self.threshold = float(config.threshold)
+        self.reset()
+
+    @property
+    def configs(self) -> list:
+        return [c for p in self.parts.values() for c in p.configs]
+
+    @property
+    def stride(self) -> int:
+        return next(iter(self.parts.values())).stride
+
+    # ------------------------------------------------------------ persistence
+    @classmethod
+    def load(cls, folder: str, detector=None) -> "FusedDetector":
+        from anomaly.detector import META, Detector
+
+        path = os.path.join(folder, META)
+        try:
+            cfg = _from_dict(_read_meta(path))
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+        parts = {name: Detector.load(os.path.join(folder, name), detector) for name in cfg.parts}
+        return cls(parts, cfg)
+
+    def save(self, folder: str) -> None:
+        """Writes FUSION's detector.json into `folder` (the parts are saved by their trainer)."""
+        from anomaly.detector import META
+
+        self.config.save(os.path.join(folder, META))
+
+    # --------------------------------------------------------------- scoring
+    def features(self, frames) -> np.ndarray:
+        """Raw features of a clip, shared by the parts: (T, S, S, C)."""
+        return next(iter(self.parts.values())).features(frames)
+
+    def part_scores(self, raw: np.ndarray) -> dict:
+        """{part: (T,) its frame scores} of a clip's raw features (NaN before its first window)."""
+        return {name: p.score_features(raw) for name, p in self.parts.items()}
+
+    def fuse(self, scores: dict) -> np.ndarray:
+        """{part: (T,) scores} -> (T,) the largest score in units of its part's scale
+        (NaN wherever a part has no score yet)."""
+        return np.max(np.stack([np.asarray(scores[n], np.float64) / self.config.scales[n] for n in self.parts]), 0)
+
+    def score_features(self, raw: np.ndarray) -> np.ndarray:
+        return self.fuse(self.part_scores(raw))
+
+    def score_frames(self, frames) -> np.ndarray:
+        return self.score_features(self.features(frames))
+
+    def calibrate(self, feats: list, percentile: float | None = None, scale_percentile: float | None = None,
+                  videos: list | None = None) -> FusionConfig:
+        """Sets each part's scale and the threshold from held-out normal clips'
+        raw features (T, S, S, C) and returns the new config."""
+        pct = self.config.percentile if percentile is None else percentile
+        spct = self.config.scale_percentile if scale_percentile is None else scale_percentile
+        per_clip = [self.part_scores(f) for f in feats]
+        if not 0 < spct <= 100:
+            raise InputError(f"scale_percentile must be in (0, 100], got {spct}")
+        scales = {}
+        for n in self.parts:
+            s = np.concatenate([c[n] for c in per_clip])
+            s = s[np.isfinite(s)]
+            if s.size == 0:
+                raise InputError("no scored frames to scale the parts on (clips shorter than a window?)")
+            scales[n] = max(float(np.percentile(s, spct)), 1e-6)
+        self.config = dataclasses.replace(self.config, scales=scales, percentile=pct, scale_percentile=spct,
+                                          threshold=0.0, calibrated_on=videos)
+        fused = np.concatenate([self.fuse(s) for s in per_clip])
+        self.config.threshold = self.threshold = percentile_threshold(fused, pct)
+        return self.config
+
+    # -------------------------------------------------------------- streaming
+    def reset(self):
+        """Starts a new stream."""
+        for p in self.parts.values():
+            p.reset()
+        self._extractor = None
+
+    def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
+        """Precomputed features of the next frame (as `Detector.add_features`).
+        Returns None until every part has a score, then (is_anomaly, score)."""
+        got = {name: p.add_features(flow, heatmap) for name, p in self.parts.items()}
+        if any(r is None for r in got.values()):
+            return None
+        score = max(got[n][1] / self.config.scales[n] for n in self.parts)
+        return score > self.threshold, score
+
+    def add_frame(self, frame: np.ndarray):
+        """The next video frame (H, W, 3) uint8 RGB or (H, W) gray; see add_features."""
+        from anomaly.features import FeatureExtractor
+
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(self.feature_cfg, next(iter(self.parts.values()))._detector)
+        f = self._extractor(frame)
+        return self.add_features(f[..., :2], f[..., 2])
+
+
+def load_detector(paths, detector=None):
+    """A saved detector folder (fused or one part), or a list of one-part folders
+    (an ensemble, `Detector.load`)."""
+    from anomaly.detector import META, Detector
+
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    fused = [p for p in paths if is_fused(_read_meta(os.path.join(p, META)))]
+    if not fused:
+        return Detector.load(paths, detector)
+    if len(paths) > 1:
+        raise InputError(f"{fused[0]} is a fused detector, which cannot be one member of an ensemble; "
+                         f"give its parts' folders ({fused[0]}/reconstruct, {fused[0]}/motion) with other "
+                         "detectors' of the same kind")
+    return FusedDetector.load(paths[0], detector)
+
+
+def apply_overrides(det, args, rescale: bool = False):
+    """The command line's --threshold, --stride, --smooth, --score and --border
+    (`anomaly.detector.apply_overrides`). A fused detector's part scales hold for
+    the parts' saved settings, so it takes the last four only where the parts are
+    rescaled next (`rescale`, anomaly.calibrate); returns `det`."""
+    from anomaly.detector import apply_overrides as apply_one
+
+    if not isinstance(det, FusedDetector):
+        return apply_one(det, args)
+    given = [f for f in ("stride", "smooth", "score", "border") if getattr(args, f, None) is not None]
+    if given and not rescale:
+        raise InputError(f"--{given[0]}: a fused detector's part scales hold for the settings it was calibrated "
+                         f"with; change them with python -m anomaly.calibrate --{given[0]} ..., which rescales")
+    for p in det.parts.values():
+        apply_one(p, argparse.Namespace(**{f: getattr(args, f, None) for f in given}))
+    first = next(iter(det.parts.values()))
+    det.score, det.border, det.smooth = first.score, first.border, first.smooth
+    if getattr(args, "threshold", None) is not None:
+        det.threshold = args.threshold
+    return det
+
+
+def _read_meta(path: str):
+    """detector.json's contents, or None where it is missing or unreadable (`Detector.load` then says so)."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+
+
+def _from_dict(d) -> FusionConfig:
+    from config import from_fields
+
+    return from_fields(FusionConfig, d, "fusion")

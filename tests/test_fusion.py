@@ -1,0 +1,128 @@
+"""The default detector: two parts fused by their scaled maximum (anomaly/fusion.py)."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from anomaly.detector import Detector
+from anomaly.features import FeatureConfig, clip_features
+from anomaly.fusion import FusedDetector, FusionConfig, load_detector
+from anomaly.model import AEConfig, build_autoencoder
+from cli import InputError
+
+S = 16
+
+
+def _part(window):
+    cfg = AEConfig(encoder=(4,), decoder=(4,), patch_size=4, window=window, frame_size=S)
+    meta = {"features": FeatureConfig(frame_size=S).to_dict(), "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]},
+            "window": window, "stride": 1, "threshold": 1.0, "percentile": 95, "autoencoder": cfg.to_dict()}
+    return Detector([build_autoencoder(cfg)], [meta])
+
+
+def _fused(scales=None):
+    parts = {"reconstruct": _part(4), "motion": _part(2)}
+    return FusedDetector(parts, FusionConfig(["reconstruct", "motion"], scales or {"reconstruct": 2.0, "motion": 0.5},
+                                             threshold=1.5))
+
+
+def test_fuse_by_hand():
+    det = _fused()
+    got = det.fuse({"reconstruct": np.array([np.nan, 2.0, 4.0, 1.0]), "motion": np.array([1.0, 1.0, 1.0, 0.25])})
+    # each part in units of its scale (2 and 0.5), the larger; no score until every part has one
+    np.testing.assert_allclose(got, [np.nan, 2.0, 2.0, 0.5])
+
+
+def test_fused_streaming_equals_offline_and_calibration_by_hand():
+    det = _fused()
+    raw = np.random.default_rng(0).normal(size=(9, S, S, 3)).astype(np.float32)
+    offline = det.score_features(raw)
+    parts = det.part_scores(raw)
+    np.testing.assert_allclose(offline, np.maximum(parts["reconstruct"] / 2.0, parts["motion"] / 0.5))
+    assert np.isnan(offline[:3]).all() and np.isfinite(offline[3:]).all()  # from the longer window's first
+    out = [det.add_features(f[..., :2], f[..., 2]) for f in raw]
+    assert out[:3] == [None] * 3
+    np.testing.assert_allclose([o[1] for o in out[3:]], offline[3:], rtol=1e-5)
+    assert [o[0] for o in out[3:]] == list(offline[3:] > 1.5)
+
+    clips = [raw[:6], raw[3:]]
+    cfg = det.calibrate(clips, percentile=50, scale_percentile=100)
+    by_clip = [det.part_scores(c) for c in clips]
+    for name in det.parts:
+        s = np.concatenate([b[name] for b in by_clip])
+        assert cfg.scales[name] == pytest.approx(np.nanmax(s))  # the 100th percentile: the largest
+    fused = np.concatenate([det.fuse(b) for b in by_clip])
+    assert det.threshold == cfg.threshold == pytest.approx(np.nanmedian(fused))
+    assert np.nanmax(fused) == pytest.approx(1.0)  # a part at its own largest value scores 1
+
+
+def test_fusion_config_refuses_bad_values():
+    with pytest.raises(InputError, match="parts must be"):
+        FusionConfig(["reconstruct", "reconstruct"], {"reconstruct": 1.0}, 1.0)
+    with pytest.raises(InputError, match="scales must give each part"):
+        FusionConfig(["reconstruct", "motion"], {"reconstruct": 1.0, "motion": 0.0}, 1.0)
+    with pytest.raises(InputError, match="threshold"):
+        FusionConfig(["motion"], {"motion": 1.0}, float("nan"))
+
+
+def test_warmup_leaves_no_ghost_of_the_first_frame():
+    # a bright block stands at the left in frame 0, then walks right one pixel a frame: with a slow
+    # background rate and no warm-up, the place it left stays "foreground" (a ghost); with one, it is gone
+    n = 32
+    frames = np.zeros((30, n, n), np.uint8)
+    for t in range(30):
+        x = 2 if t == 0 else 8 + t // 2
+        frames[t, 10:18, x:x + 4] = 255
+    ghost = {}
+    for warmup in (0, 10):
+        d = clip_features(frames, FeatureConfig(frame_size=n, mog2_learning_rate=0.001, mog2_warmup=warmup))[..., 2]
+        ghost[warmup] = d[20:, 12:16, 3:5].mean()
+        assert d[25, 12:16, 21:23].mean() > 0.5  # the walker itself is seen where it is
+    assert ghost[0] > 0.5 and ghost[10] < 0.05, ghost
+
+
+def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsys):
+    from anomaly import calibrate, detect, evaluate, synthetic, train
+
+    data = str(tmp_path / "crowd")
+    synthetic.make_benchmark(data, seed=0, frames=32, size=64, n_train=3, n_test_normal=1, n_panic=1,
+                             n_runner=0, n_val_each=0, lanes_train=0, lanes_each=0)
+    out = str(tmp_path / "det")
+    assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
+                       "--frame-size", "32", "--seq-len", "8", "--verbose", "0"]) == 0
+    meta = json.load(open(os.path.join(out, "detector.json")))
+    assert meta["parts"] == ["reconstruct", "motion"] and meta["scale_percentile"] == 99
+    assert meta["calibrated_on"] == [os.path.join(data, "train", "normal_02.mp4")]  # the held-out clip
+    for name, objective in (("reconstruct", "reconstruct"), ("motion", "motion")):
+        part = json.load(open(os.path.join(out, name, "detector.json")))
+        assert part["objective"] == objective and part["val_clips"] == 1
+        assert part["features"]["mog2_learning_rate"] == 0.001 and part["features"]["mog2_warmup"] == 10
+        assert Detector.load(os.path.join(out, name)).objective == objective  # each part works alone
+    det = load_detector(out)
+    assert isinstance(det, FusedDetector) and det.threshold == meta["threshold"]
+
+    src = os.path.join(data, "test", "panic_00.mp4")
+    d = str(tmp_path / "detections")
+    assert detect.main(["--model", out, "--source", src, "--out", d]) == 0
+    rows = open(os.path.join(d, "scores.csv")).read().splitlines()
+    assert rows[7].split(",")[1] == "" and rows[8].split(",")[1] != ""  # scored from the AE's first window
+    ev = str(tmp_path / "eval")
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev]) == 0
+    m = json.load(open(os.path.join(ev, "metrics.json")))
+    assert m["threshold"] == meta["threshold"] and m["model"]["frames"] == m["baseline_mean_flow_magnitude"]["frames"]
+    capsys.readouterr()
+    # the part scales hold for the saved settings: changed only where they are rescaled
+    assert evaluate.main(["--model", out, "--videos", src, "--out", ev, "--overwrite", "--smooth", "2"]) == 2
+    assert "anomaly.calibrate --smooth" in capsys.readouterr().err
+    assert evaluate.main(["--model", out, "--model", out, "--videos", src, "--out", ev, "--overwrite"]) == 2
+    assert "cannot be one member of an ensemble" in capsys.readouterr().err
+    normal = os.path.join(data, "test", "normal_00.mp4")
+    assert calibrate.main(["--model", out, "--videos", normal, "--smooth", "4", "--percentile", "90"]) == 0
+    meta2 = json.load(open(os.path.join(out, "detector.json")))
+    assert meta2["calibrated_on"] == [normal] and meta2["percentile"] == 90 and meta2["scales"] != meta["scales"]
+    for name in ("reconstruct", "motion"):
+        part = json.load(open(os.path.join(out, name, "detector.json")))
+        assert part["smooth"] == 4 and part["calibrated_on"] == [normal]
+    assert load_detector(out).smooth == 4

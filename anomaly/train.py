@@ -141,7 +141,8 @@ def parse_args(argv=None) -> TrainSettings:
                    help="stride of the training windows (default: %(default)s)")
     p.add_argument("--stride", type=int, default=d.stride,
                    help="score a window every N frames (saved; 1 = every frame scored by its own window, "
-                        "chosen on validation; 4 = real time on a 2-core CPU) (default: %(default)s)")
+                        "chosen on validation, ~25 frames/s streamed on 2 cores; 2: ~44 frames/s, less accurate; "
+                        "anomaly/README.md, Speed) (default: %(default)s)")
     p.add_argument("--percentile", type=float, default=d.percentile,
                    help="threshold percentile of held-out normal scores (90 stricter, 98 looser) (default: %(default)s)")
     p.add_argument("--scale-percentile", type=float, default=d.scale_percentile,

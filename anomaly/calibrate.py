@@ -12,6 +12,15 @@ scales are recalibrated on the same clips first (at --scale-percentile); a
 fused detector's parts are recalibrated each, then their scales (at
 --scale-percentile) and its threshold. Use it
 to adapt a detector to a new camera's normal footage without retraining.
+
+It then prints the operating points: for each percentile of OPERATING_POINTS
+(and --percentile), the threshold it gives, the share of the clips' frames above
+it and the false alarms (alert onsets) per hour of their footage; with
+--labelled-videos (clips with NAME.labels.txt beside them, e.g. a few recorded
+or staged incidents), also the share of their anomalous frames flagged (recall),
+so that a user can pick a percentile and run this again with it. The false
+alarms are counted on the calibration clips themselves: held-out normal footage
+alarms somewhat more.
 """
 
 from __future__ import annotations
@@ -24,6 +33,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on
 import numpy as np  # noqa: E402
 
 from cli import CliParser, InputError, run_cli  # noqa: E402
+
+OPERATING_POINTS = (90.0, 95.0, 98.0, 99.0, 99.5)  # percentiles printed beside the one set
 
 
 def main(argv=None) -> int:
@@ -38,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--scale-percentile", type=float, default=None,
                    help="motion detectors: the percentile of each part's values that becomes its scale "
                         "(default: the model's; 95 for detectors trained before it was recorded)")
+    p.add_argument("--labelled-videos", default=None,
+                   help="glob of labelled clips (NAME.labels.txt beside each): adds recall to the operating points")
     args = p.parse_args(argv)
     def run():
         from anomaly.detector import META
@@ -50,19 +63,45 @@ def main(argv=None) -> int:
         if args.scale_percentile is not None and det.objective == "reconstruct":
             raise InputError(f"--scale-percentile: {args.model} is an autoencoder (its score has no parts to scale)")
         videos = expand_videos(args.videos)
+        labelled = expand_videos(args.labelled_videos) if args.labelled_videos else []
         feats = [det.features(read_video(v)) for v in videos]
         if not isinstance(det, FusedDetector):
             n = recalibrate(det, args.model, feats, videos, args)
-            print(f"threshold {det.threshold:.4f} = {args.percentile or det.configs[0].percentile:g}th percentile "
-                  f"of {n} frame scores ({det.score})")
-            return
-        for name, part in det.parts.items():
-            recalibrate(part, os.path.join(args.model, name), feats, videos, args)
-        cfg = det.calibrate(feats, args.percentile, args.scale_percentile, videos)
-        cfg.save(os.path.join(args.model, META))
-        print(f"threshold {cfg.threshold:.4f} = {cfg.percentile:g}th percentile of the fused frame scores; "
-              "part scales " + ", ".join(f"{n} {v:.4g}" for n, v in cfg.scales.items()))
+            pct = args.percentile or det.configs[0].percentile
+            print(f"threshold {det.threshold:.4f} = {pct:g}th percentile of {n} frame scores ({det.score})")
+        else:
+            for name, part in det.parts.items():
+                recalibrate(part, os.path.join(args.model, name), feats, videos, args)
+            cfg = det.calibrate(feats, args.percentile, args.scale_percentile, videos)
+            cfg.save(os.path.join(args.model, META))
+            pct = cfg.percentile
+            print(f"threshold {cfg.threshold:.4f} = {pct:g}th percentile of the fused frame scores; "
+                  "part scales " + ", ".join(f"{n} {v:.4g}" for n, v in cfg.scales.items()))
+        print_operating_points(det, feats, videos, labelled, pct)
     return run_cli(run)
+
+
+def print_operating_points(det, feats: list, videos: list, labelled: list, chosen: float) -> None:
+    """The table of `anomaly.scoring.operating_points` for the calibrated
+    detector: OPERATING_POINTS and the chosen percentile (marked *)."""
+    from anomaly.scoring import operating_points
+    from anomaly.video import labels_for, read_video, video_fps
+
+    anomalous = []
+    for v in labelled:
+        raw = det.features(read_video(v))
+        anomalous.append((det.score_features(raw), labels_for(v, len(raw))))
+    pcts = sorted(set(OPERATING_POINTS) | {float(chosen)})
+    rows = operating_points([det.score_features(f) for f in feats], [video_fps(v) for v in videos], pcts,
+                            anomalous)
+    print(f"operating points (false alarms on the {len(videos)} calibration clip(s)"
+          + (f"; recall on the anomalous frames of {len(labelled)} labelled clip(s))" if labelled else ")"))
+    print("  percentile   threshold   frames flagged   false alarms/hour   recall")
+    for r in rows:
+        recall = "-" if r["recall"] is None else f"{r['recall']:.2f}"
+        mark = "*" if r["percentile"] == float(chosen) else " "
+        print(f"  {r['percentile']:9g}{mark}  {r['threshold']:10.4f}   {r['frames_flagged']:13.1%}   "
+              f"{r['false_alarms_per_hour']:17.1f}   {recall}")
 
 
 def recalibrate(det, folder: str, feats: list, videos: list, args) -> int:

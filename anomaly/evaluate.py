@@ -125,16 +125,11 @@ def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
     """One labelled clip scored by the detector and every baseline, each with the
     detector's temporal smoothing."""
     from anomaly.cells import causal_max, reduce_cells, reduce_error_map
-    from anomaly.video import read_labels, read_video, video_fps
+    from anomaly.video import labels_for, read_video, video_fps
 
     stem = os.path.splitext(os.path.basename(path))[0]
-    lp = os.path.join(labels_dir or os.path.dirname(path), stem + ".labels.txt")
-    if not os.path.isfile(lp):
-        raise UserError(f"{path}: no labels file {lp} (one 0/1 per frame)")
-    labels = read_labels(lp)
     raw = det.features(read_video(path))
-    if len(labels) != len(raw):
-        raise UserError(f"{lp}: {len(labels)} labels for {len(raw)} frames")
+    labels = labels_for(path, len(raw), labels_dir)
     s = det.score_features(raw)
     speed = flow_speed(raw)
     scores = {"model": s,
@@ -151,12 +146,6 @@ def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
                       video_fps(path))
 
 
-def onsets(flags: np.ndarray) -> int:
-    """Alerts in a run of per-frame flags: the frames where a flagged stretch begins."""
-    f = np.asarray(flags, bool)
-    return int(f[0]) + int(np.sum(f[1:] & ~f[:-1])) if f.size else 0
-
-
 def alarm_report(clips: list, threshold: float) -> dict:
     """What the model's alarm does at its calibrated threshold, per group of
     `kind_groups`: the share of anomalous frames flagged (recall), the share of
@@ -164,6 +153,8 @@ def alarm_report(clips: list, threshold: float) -> dict:
     the normal clips, and per anomalous clip the delay from the labelled onset to
     the first flagged frame at or after it (median over the clips that were
     flagged; `missed`: anomalous clips never flagged after their onset)."""
+    from anomaly.scoring import onsets
+
     out = {}
     normal = [c for c in clips if c.kind == "normal"]
     minutes = sum(len(c.labels) / c.fps for c in normal) / 60

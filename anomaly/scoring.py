@@ -1,5 +1,6 @@
 """Frame-level detection metrics: ROC-AUC, PR-AUC (average precision) and the ROC
-curve from scikit-learn, the EER read off that curve."""
+curve from scikit-learn, the EER read off that curve; alert onsets and the
+operating points of a threshold (false alarms per hour against recall)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,45 @@ def report(scores, labels) -> dict:
     return {"roc_auc": roc_auc(scores, labels), "pr_auc": average_precision(scores, labels),
             "eer": equal_error_rate(scores, labels), "frames": int(np.size(labels)),
             "anomalous_frames": int(np.sum(labels))}
+
+
+def onsets(flags) -> int:
+    """Alerts in a run of per-frame flags: the frames where a flagged stretch begins."""
+    f = np.asarray(flags, bool)
+    return int(f[0]) + int(np.sum(f[1:] & ~f[:-1])) if f.size else 0
+
+
+def operating_points(normal: list, fps: list, percentiles, anomalous=None) -> list:
+    """What each threshold in a list would do: one row per percentile of the
+    normal clips' pooled frame scores.
+
+    Args:
+        normal: per normal clip, its (T,) frame scores (NaN where unscored).
+        fps: per normal clip, its frame rate (for the hours of footage).
+        percentiles: the candidate percentiles, each in (0, 100).
+        anomalous: optional (scores, labels) pairs of labelled clips, (T,) each.
+    Returns:
+        [{"percentile", "threshold", "frames_flagged" (share of the normal clips'
+        scored frames above the threshold), "false_alarms_per_hour" (alert onsets
+        per hour of the normal clips' scored footage), "recall" (share of the
+        labelled clips' scored anomalous frames above it; None without them)}].
+    """
+    kept = [np.asarray(c, np.float64)[np.isfinite(c)] for c in normal]
+    pooled = np.concatenate(kept) if kept else np.zeros(0)
+    if pooled.size == 0:
+        raise InputError("no scored frames on the normal clips (clips shorter than a window?)")
+    hours = sum(len(c) / r for c, r in zip(kept, fps)) / 3600
+    bad = None
+    if anomalous:
+        bad = np.concatenate([np.asarray(s, np.float64)[np.isfinite(s) & (np.asarray(y) == 1)] for s, y in anomalous])
+        if bad.size == 0:
+            raise InputError("the labelled clips have no scored anomalous frame")
+    rows = []
+    for pct in percentiles:
+        if not 0 < pct < 100:
+            raise InputError(f"percentile must be in (0, 100), got {pct}")
+        thr = float(np.percentile(pooled, pct))
+        rows.append({"percentile": float(pct), "threshold": thr, "frames_flagged": float(np.mean(pooled > thr)),
+                     "false_alarms_per_hour": sum(onsets(c > thr) for c in kept) / hours,
+                     "recall": None if bad is None else float(np.mean(bad > thr))})
+    return rows

@@ -168,3 +168,16 @@ def read_labels(path: str) -> np.ndarray:
     if arr.size == 0 or arr.max() > 1:
         raise VideoError(f"{path}: labels must be one 0 or 1 per line")
     return arr
+
+
+def labels_for(video: str, frames: int, labels_dir: str | None = None) -> np.ndarray:
+    """The per-frame labels of `video`: LABELS_DIR/NAME.labels.txt (default:
+    beside the video), checked to have one label per frame."""
+    stem = os.path.splitext(os.path.basename(video))[0]
+    path = os.path.join(labels_dir or os.path.dirname(video), stem + ".labels.txt")
+    if not os.path.isfile(path):
+        raise VideoError(f"{video}: no labels file {path} (one 0/1 per frame)")
+    labels = read_labels(path)
+    if len(labels) != frames:
+        raise VideoError(f"{path}: {len(labels)} labels for {frames} frames")
+    return labels

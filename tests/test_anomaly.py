@@ -563,7 +563,8 @@ def test_renamed_flags_work_for_one_release_and_say_so(capsys):
 
 
 def test_alarm_report_by_hand():
-    from anomaly.evaluate import ScoredClip, alarm_report, onsets
+    from anomaly.evaluate import ScoredClip, alarm_report
+    from anomaly.scoring import onsets
 
     assert onsets(np.array([0, 1, 1, 0, 1])) == 2 and onsets(np.array([1, 0])) == 1 and onsets(np.array([])) == 0
 
@@ -579,3 +580,24 @@ def test_alarm_report_by_hand():
                             "median_delay_s": pytest.approx(0.2), "missed_clips": 0, "anomalous_clips": 1}
     assert r["stop"]["recall"] == 0.0 and r["stop"]["median_delay_s"] is None and r["stop"]["missed_clips"] == 1
     assert r["all"]["recall"] == pytest.approx(2 / 6) and r["all"]["anomalous_clips"] == 2
+
+
+def test_operating_points_by_hand():
+    from anomaly.scoring import operating_points
+    from cli import InputError
+
+    normal = [np.array([np.nan, *range(1, 11)]), np.array([10, 0, 10, 0.0])]  # 10 frames at 10/s, 4 at 4/s: 2 s
+    bad = [(np.array([0, 6, 7, 1.0]), np.array([0, 1, 1, 1]))]
+    mid, top = operating_points(normal, [10.0, 4.0], [50, 90], bad)
+    # pooled 0 0 1 2 ... 9 10 10 10: the 50th percentile is 5.5, the 90th 10
+    assert mid == {"percentile": 50.0, "threshold": 5.5, "frames_flagged": 0.5,
+                   "false_alarms_per_hour": pytest.approx(3 / 2 * 3600),  # 6..10 once, 10 _ 10 _ twice, in 2 s
+                   "recall": pytest.approx(2 / 3)}  # 6 and 7 of 6, 7, 1
+    assert top["threshold"] == 10.0 and top["frames_flagged"] == 0 and top["false_alarms_per_hour"] == 0
+    assert top["recall"] == 0 and operating_points(normal, [10.0, 4.0], [50])[0]["recall"] is None
+    with pytest.raises(InputError, match="percentile"):
+        operating_points(normal, [10.0, 4.0], [100])
+    with pytest.raises(InputError, match="no scored frames"):
+        operating_points([np.array([np.nan])], [10.0], [50])
+    with pytest.raises(InputError, match="no scored anomalous"):
+        operating_points(normal, [10.0, 4.0], [50], [(np.array([1.0]), np.array([0]))])

@@ -119,8 +119,14 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert evaluate.main(["--model", out, "--model", out, "--videos", src, "--out", ev, "--overwrite"]) == 2
     assert "cannot be one member of an ensemble" in capsys.readouterr().err
     normal = os.path.join(data, "test", "normal_00.mp4")
-    assert calibrate.main(["--model", out, "--videos", normal, "--smooth", "4", "--percentile", "90"]) == 0
+    capsys.readouterr()
+    assert calibrate.main(["--model", out, "--videos", normal, "--smooth", "4", "--percentile", "90",
+                           "--labelled-videos", src]) == 0
     meta2 = json.load(open(os.path.join(out, "detector.json")))
+    table = capsys.readouterr().out.split("recall\n")[1].splitlines()  # the operating points, one per percentile
+    assert [r.split()[0] for r in table] == ["90*", "95", "98", "99", "99.5"]
+    assert float(table[0].split()[1]) == pytest.approx(meta2["threshold"], abs=1e-4)  # the row of the one set
+    assert all(r.split()[-1] != "-" for r in table)  # recall on the labelled panic clip
     assert meta2["calibrated_on"] == [normal] and meta2["percentile"] == 90 and meta2["scales"] != meta["scales"]
     for name in ("reconstruct", "motion"):
         part = json.load(open(os.path.join(out, name, "detector.json")))

@@ -18,7 +18,9 @@ from cli import InputError
 
 @dataclass
 class FeatureConfig:
-    """frame_size: working size S; flow: "farneback" or "dis"; density: "mog2"
+    """frame_size: working size S; flow: "farneback" (OpenCV's dense flow; DIS
+    flow scored below it on the real-footage validation clips and was removed,
+    anomaly/README.md); density: "mog2"
     (background subtraction) or "keypoints" (a detector adapter); blur: Gaussian
     sigma of the density heatmap in pixels at size S; mog2_history and
     mog2_learning_rate: MOG2's background model (learning rate -1: OpenCV's
@@ -42,6 +44,13 @@ class FeatureConfig:
     mog2_learning_rate: float = -1.0
     mog2_warmup: int = 0
     still_speed: float = 0.0
+
+    def __post_init__(self):
+        if self.flow == "dis":  # a detector folder saved before DIS was removed
+            raise InputError("this detector uses DIS optical flow, which was removed (it scored below Farneback "
+                             "on real footage); retrain it with python -m anomaly.train")
+        if self.flow != "farneback":
+            raise InputError(f"flow must be farneback, got {self.flow!r}")
 
     @property
     def channels(self) -> int:
@@ -150,27 +159,19 @@ class FeatureExtractor:
     """Stateful per-stream features: call on each frame in order."""
 
     def __init__(self, cfg: FeatureConfig | None = None, detector=None):
-        import cv2
-
         self.cfg = cfg or FeatureConfig()
-        if self.cfg.flow not in ("farneback", "dis"):
-            raise InputError(f"flow must be farneback or dis, got {self.cfg.flow!r}")
         if self.cfg.density == "mog2":
             self.density = Mog2Density(self.cfg)
         elif self.cfg.density == "keypoints":
             self.density = KeypointDensity(detector or YoloPoseDetector(), self.cfg)
         else:
             raise InputError(f"density must be mog2 or keypoints, got {self.cfg.density!r}")
-        self.dis = (cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-                    if self.cfg.flow == "dis" else None)
         self.prev = None
 
     def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """Dense flow from gray a to gray b: (S, S, 2) (x right, y down), pixels/frame."""
         import cv2
 
-        if self.dis is not None:
-            return self.dis.calc(a, b, None)
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 9, 3, 5, 1.1, 0)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:

@@ -65,7 +65,6 @@ class TrainSettings:
     score: str = "local"              # frame reduction: worst cell or "mean"
     border: int = 4                   # pixels left out at each edge
     smooth: int = 8                   # causal max over N frames
-    flow: str = "farneback"           # or "dis"
     density: str = "mog2"             # or "yolo-pose" (Ultralytics, the user's install and weights)
     mog2_learning_rate: float = 0.001  # -1: OpenCV's 1 / history, which absorbs people who stand
     mog2_warmup: int = 10             # frames at the rate 1 / (t + 1) first (no ghosts)
@@ -162,7 +161,6 @@ def parse_args(argv=None) -> TrainSettings:
     p.add_argument("--smooth", type=int, default=d.smooth,
                    help="frame score = max over the last N frames' window scores (1 = off; default %(default)s, "
                         "chosen on the synthetic benchmark's validation clips)")
-    p.add_argument("--flow", default=d.flow, choices=["farneback", "dis"], help="optical flow (default: %(default)s)")
     p.add_argument("--density", default=d.density, choices=["mog2", "yolo-pose"],
                    help="person density: MOG2 background subtraction (no weights; the default) or YOLO-pose "
                         "keypoints (needs pip install ultralytics and its weights)")
@@ -245,7 +243,7 @@ def train(cfg: TrainSettings):
     tr_clips, va_clips = split_clips(clips, cfg.val_fraction)
     rng = np.random.default_rng(cfg.seed)
     tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(cfg.augment)]
-    fcfg = FeatureConfig(frame_size=cfg.frame_size, flow=cfg.flow,
+    fcfg = FeatureConfig(frame_size=cfg.frame_size,
                          density="keypoints" if cfg.density == "yolo-pose" else "mog2",
                          mog2_learning_rate=cfg.mog2_learning_rate, mog2_warmup=cfg.mog2_warmup,
                          still_speed=cfg.still_speed)

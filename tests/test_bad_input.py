@@ -92,7 +92,8 @@ def files(tmp_path_factory, mnist_dir):
 
     good_json = json.load(open(d / "det" / "detector.json"))
     for name, change in (("det_mistyped", {"window": "four"}), ("det_unknown", {"windw": 4}),
-                         ("det_no_threshold", {"threshold": None}), ("det_bad_score", {"score": "median"})):
+                         ("det_no_threshold", {"threshold": None}), ("det_bad_score", {"score": "median"}),
+                         ("det_dis_flow", {"features": {**good_json["features"], "flow": "dis"}})):  # removed option
         shutil.copytree(d / "det", d / name)
         broken = {k: v for k, v in {**good_json, **change}.items() if v is not None}
         (d / name / "detector.json").write_text(json.dumps(broken))
@@ -122,7 +123,7 @@ TRAIN_DET = ["--videos", "{video}", "--out", "{out}"]
 BROKEN_DETECTORS = [("det_mistyped", "window must be"), ("det_unknown", "unknown keys"),
                     ("det_no_threshold", "missing keys"), ("det_bad_score", "score must be"),
                     ("det_corrupt_model", "exists but is not a readable Keras archive"),
-                    ("det_not_json", "not a readable")]
+                    ("det_not_json", "not a readable"), ("det_dis_flow", "DIS optical flow, which was removed")]
 
 # train.py flags with a bad value, and what the error must name.
 TRAIN_FLAG_CASES = [

@@ -45,3 +45,22 @@ def shared_mnist():
     if not os.path.exists(os.path.join(path, "t10k-images-idx3-ubyte.gz")):
         pytest.skip("../shared/data/mnist not present")
     return path
+
+
+@pytest.fixture
+def tiny_detector(tmp_path):
+    """A function (benchmark kwargs, extra anomaly.train flags, scene folder) ->
+    (benchmark folder, detector folder): a tiny `anomaly.synthetic` benchmark in
+    tmp_path/crowd (seed 0, 64x64) and a detector trained one epoch at 32x32 on
+    the clips of its `scene` folder, in tmp_path/det."""
+
+    def make(bench: dict, flags: list, scene: str = "train"):
+        from anomaly import synthetic, train
+
+        data, out = str(tmp_path / "crowd"), str(tmp_path / "det")
+        synthetic.make_benchmark(data, seed=0, size=64, **bench)
+        assert train.main(["--videos", os.path.join(data, scene, "*.mp4"), "--out", out, "--epochs", "1",
+                           "--frame-size", "32", "--verbose", "0", *flags]) == 0
+        return data, out
+
+    return make

@@ -266,16 +266,12 @@ def test_video_round_trip_and_bad_input(tmp_path):
         write_video(str(tmp_path / "x.mp4"), np.zeros((2, 8, 8), np.uint8))
 
 
-def test_cli_train_detect_evaluate(tmp_path, capsys):
-    from anomaly import detect, evaluate, synthetic, train
+def test_cli_train_detect_evaluate(tmp_path, capsys, tiny_detector):
+    from anomaly import detect, evaluate, train
 
-    data = str(tmp_path / "crowd")
-    synthetic.make_benchmark(data, seed=0, frames=40, size=64, n_train=3, n_test_normal=1, n_panic=1,
-                             n_runner=1, n_val_each=0, lanes_train=2, lanes_each=1)
-    out = str(tmp_path / "det")
-    assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
-                       "--frame-size", "32", "--seq-len", "8", "--window-stride", "4", "--augment", "1",
-                       "--objective", "reconstruct", "--verbose", "0"]) == 0
+    data, out = tiny_detector(dict(frames=40, n_train=3, n_test_normal=1, n_panic=1, n_runner=1, n_val_each=0,
+                                   lanes_train=2, lanes_each=1),
+                              ["--seq-len", "8", "--window-stride", "4", "--augment", "1", "--objective", "reconstruct"])
     meta = json.load(open(os.path.join(out, "detector.json")))
     for k in ("features", "normalizer", "window", "threshold", "percentile", "train_loss", "val_loss", "epoch"):
         assert k in meta, k

@@ -83,15 +83,11 @@ def test_warmup_leaves_no_ghost_of_the_first_frame():
     assert ghost[0] > 0.5 and ghost[10] < 0.05, ghost
 
 
-def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsys):
-    from anomaly import calibrate, detect, evaluate, synthetic, train
+def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsys, tiny_detector):
+    from anomaly import calibrate, detect, evaluate
 
-    data = str(tmp_path / "crowd")
-    synthetic.make_benchmark(data, seed=0, frames=32, size=64, n_train=3, n_test_normal=1, n_panic=1,
-                             n_runner=0, n_val_each=0, lanes_train=0, lanes_each=0)
-    out = str(tmp_path / "det")
-    assert train.main(["--videos", os.path.join(data, "train", "*.mp4"), "--out", out, "--epochs", "1",
-                       "--frame-size", "32", "--seq-len", "8", "--verbose", "0"]) == 0
+    data, out = tiny_detector(dict(frames=32, n_train=3, n_test_normal=1, n_panic=1, n_runner=0, n_val_each=0,
+                                   lanes_train=0, lanes_each=0), ["--seq-len", "8"])
     meta = json.load(open(os.path.join(out, "detector.json")))
     assert meta["parts"] == ["reconstruct", "motion"] and meta["scale_percentile"] == 99
     assert meta["calibrated_on"] == [os.path.join(data, "train", "normal_02.mp4")]  # the held-out clip

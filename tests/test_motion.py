@@ -156,16 +156,13 @@ def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model,
         Detector([net, net], [meta, ae_meta])
 
 
-def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys):
-    from anomaly import evaluate, synthetic, train
+def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys, tiny_detector):
+    from anomaly import evaluate, train
 
-    data = str(tmp_path / "crowd")
-    synthetic.make_benchmark(data, seed=0, frames=30, size=64, n_train=1, n_test_normal=1, n_panic=0,
-                             n_runner=0, n_val_each=0, lanes_train=3, lanes_each=1)
-    out = str(tmp_path / "det")
-    assert train.main(["--videos", os.path.join(data, "lanes", "train", "*.mp4"), "--out", out, "--epochs", "1",
-                       "--frame-size", "32", "--objective", "motion", "--mog2-learning-rate", "0.001",
-                       "--verbose", "0", "--tensorboard", str(tmp_path / "tb")]) == 0
+    data, out = tiny_detector(dict(frames=30, n_train=1, n_test_normal=1, n_panic=0, n_runner=0, n_val_each=0,
+                                   lanes_train=3, lanes_each=1),
+                              ["--objective", "motion", "--mog2-learning-rate", "0.001",
+                               "--tensorboard", str(tmp_path / "tb")], scene=os.path.join("lanes", "train"))
     assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(tmp_path / "tb") for f in fs)
     meta = json.load(open(os.path.join(out, "detector.json")))
     assert meta["objective"] == "motion" and meta["window"] == 2 and meta["motion"]["frame_size"] == 32

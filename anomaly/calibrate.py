@@ -66,24 +66,28 @@ def main(argv=None) -> int:
         labelled = expand_videos(args.labelled_videos) if args.labelled_videos else []
         feats = [det.features(read_video(v)) for v in videos]
         if not isinstance(det, FusedDetector):
-            n = recalibrate(det, args.model, feats, videos, args)
+            scores = recalibrate(det, args.model, feats, videos, args)
             pct = args.percentile or det.configs[0].percentile
+            n = sum(int(np.isfinite(s).sum()) for s in scores)
             print(f"threshold {det.threshold:.4f} = {pct:g}th percentile of {n} frame scores ({det.score})")
         else:
+            per_clip = [{} for _ in feats]  # {part: (T,) scores} per clip, scored once for every use below
             for name, part in det.parts.items():
-                recalibrate(part, os.path.join(args.model, name), feats, videos, args)
-            cfg = det.calibrate(feats, args.percentile, args.scale_percentile, videos)
+                for clip, s in zip(per_clip, recalibrate(part, os.path.join(args.model, name), feats, videos, args)):
+                    clip[name] = s
+            cfg = det.calibrate_scores(per_clip, args.percentile, args.scale_percentile, videos)
             cfg.save(os.path.join(args.model, META))
-            pct = cfg.percentile
+            scores, pct = [det.fuse(c) for c in per_clip], cfg.percentile
             print(f"threshold {cfg.threshold:.4f} = {pct:g}th percentile of the fused frame scores; "
                   "part scales " + ", ".join(f"{n} {v:.4g}" for n, v in cfg.scales.items()))
-        print_operating_points(det, feats, videos, labelled, pct)
+        print_operating_points(det, scores, videos, labelled, pct)
     return run_cli(run)
 
 
-def print_operating_points(det, feats: list, videos: list, labelled: list, chosen: float) -> None:
+def print_operating_points(det, scores: list, videos: list, labelled: list, chosen: float) -> None:
     """The table of `anomaly.scoring.operating_points` for the calibrated
-    detector: OPERATING_POINTS and the chosen percentile (marked *)."""
+    detector, from its (T,) scores of each calibration clip: OPERATING_POINTS
+    and the chosen percentile (marked *)."""
     from anomaly.scoring import operating_points
     from anomaly.video import labels_for, read_video, video_fps
 
@@ -92,8 +96,7 @@ def print_operating_points(det, feats: list, videos: list, labelled: list, chose
         raw = det.features(read_video(v))
         anomalous.append((det.score_features(raw), labels_for(v, len(raw))))
     pcts = sorted(set(OPERATING_POINTS) | {float(chosen)})
-    rows = operating_points([det.score_features(f) for f in feats], [video_fps(v) for v in videos], pcts,
-                            anomalous)
+    rows = operating_points(scores, [video_fps(v) for v in videos], pcts, anomalous)
     print(f"operating points (false alarms on the {len(videos)} calibration clip(s)"
           + (f"; recall on the anomalous frames of {len(labelled)} labelled clip(s))" if labelled else ")"))
     print("  percentile   threshold   frames flagged   false alarms/hour   recall")
@@ -104,9 +107,10 @@ def print_operating_points(det, feats: list, videos: list, labelled: list, chose
               f"{r['false_alarms_per_hour']:17.1f}   {recall}")
 
 
-def recalibrate(det, folder: str, feats: list, videos: list, args) -> int:
+def recalibrate(det, folder: str, feats: list, videos: list, args) -> list:
     """Recalibrates one part's threshold (and a motion detector's scales) on
-    normal clips' raw features, rewrites its detector.json; returns the frames scored."""
+    normal clips' raw features, rewrites its detector.json; returns its (T,)
+    frame scores of each clip (which the threshold does not change)."""
     import dataclasses
 
     from anomaly.cells import percentile_threshold
@@ -116,13 +120,13 @@ def recalibrate(det, folder: str, feats: list, videos: list, args) -> int:
     pct = args.percentile if args.percentile is not None else old.percentile
     if det.objective == "motion":
         old = rescale_motion(det, feats, args.scale_percentile)
-    scores = np.concatenate([det.score_features(f) for f in feats])
-    det.threshold = percentile_threshold(scores, pct)
+    per_clip = [det.score_features(f) for f in feats]
+    det.threshold = percentile_threshold(np.concatenate(per_clip), pct)
     new = dataclasses.replace(old, threshold=det.threshold, percentile=pct, calibrated_on=videos, score=det.score,
                               smooth=det.smooth, border=det.border, stride=det.stride,
                               train_stride=old.train_stride or old.stride)
     new.save(os.path.join(folder, META))
-    return int(np.isfinite(scores).sum())
+    return per_clip
 
 
 def rescale_motion(det, feats: list, percentile=None):

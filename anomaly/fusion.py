@@ -150,10 +150,16 @@ class FusedDetector:
     def calibrate(self, feats: list, percentile: float | None = None, scale_percentile: float | None = None,
                   videos: list | None = None) -> FusionConfig:
         """Sets each part's scale and the threshold from held-out normal clips'
-        raw features (T, S, S, C) and returns the new config."""
+        raw features (T, S, S, C) and returns the new config (`calibrate_scores`
+        of the parts' scores)."""
+        return self.calibrate_scores([self.part_scores(f) for f in feats], percentile, scale_percentile, videos)
+
+    def calibrate_scores(self, per_clip: list, percentile: float | None = None,
+                         scale_percentile: float | None = None, videos: list | None = None) -> FusionConfig:
+        """As `calibrate`, from the parts' scores already computed: per clip
+        {part: (T,) its frame scores} (as `part_scores` gives them)."""
         pct = self.config.percentile if percentile is None else percentile
         spct = self.config.scale_percentile if scale_percentile is None else scale_percentile
-        per_clip = [self.part_scores(f) for f in feats]
         if not 0 < spct <= 100:
             raise InputError(f"scale_percentile must be in (0, 100], got {spct}")
         scales = {}

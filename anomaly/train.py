@@ -143,7 +143,7 @@ def parse_args(argv=None) -> TrainSettings:
                         "chosen on validation, ~25 frames/s streamed on 2 cores; 2: ~44 frames/s, less accurate; "
                         "anomaly/README.md, Speed) (default: %(default)s)")
     p.add_argument("--percentile", type=float, default=d.percentile,
-                   help="threshold percentile of held-out normal scores (90 stricter, 98 looser) (default: %(default)s)")
+                   help="threshold percentile of held-out normal scores (90: a lower threshold, more alarms; 98: fewer) (default: %(default)s)")
     p.add_argument("--scale-percentile", type=float, default=d.scale_percentile,
                    help="motion objective: each part of the score is divided by this percentile of its values "
                         "on the held-out normal clips (chosen on validation) (default: %(default)s)")
@@ -258,16 +258,19 @@ def train(cfg: TrainSettings):
               "videos": paths, "feature_seconds": round(feat_s, 1), "seed": cfg.seed,
               "replicas": strategy.num_replicas_in_sync}
     if cfg.objective != "fused":
-        det = fit_part(cfg, cfg.objective, strategy, tr_feats, va_feats, norm, record)
+        det, _ = fit_part(cfg, cfg.objective, strategy, tr_feats, va_feats, norm, record)
         with runio.output_set(out, (MODEL, META)) as stage:
             Detector.save(stage, det.models[0], det.configs[0])
         return det.configs[0]
     from anomaly.fusion import PARTS, FusedDetector, FusionConfig
 
-    parts = {name: fit_part(cfg, name, strategy, tr_feats, va_feats, norm, record) for name in PARTS}
+    fits = {name: fit_part(cfg, name, strategy, tr_feats, va_feats, norm, record) for name in PARTS}
+    parts = {name: det for name, (det, _) in fits.items()}
     fused = FusedDetector(parts, FusionConfig(list(PARTS), {n: 1.0 for n in PARTS}, 0.0,
                                               scale_percentile=cfg.scale_percentile))
-    fused.calibrate(va_feats, cfg.percentile, videos=paths[len(paths) - len(va_clips):] if len(paths) > 1 else None)
+    per_clip = [{name: scores[i] for name, (_, scores) in fits.items()} for i in range(len(va_feats))]
+    fused.calibrate_scores(per_clip, cfg.percentile,
+                           videos=paths[len(paths) - len(va_clips):] if len(paths) > 1 else None)
     with runio.output_set(out, (MODEL, META, *PARTS)) as stage:
         for name, det in parts.items():
             Detector.save(os.path.join(stage, name), det.models[0], det.configs[0])
@@ -277,7 +280,8 @@ def train(cfg: TrainSettings):
 
 def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, norm, record: dict):
     """One detector of `objective` fitted on the training clips' raw features, its
-    threshold the --percentile of its scores on the held-out ones: a Detector."""
+    threshold the --percentile of its scores on the held-out ones: (the Detector,
+    its (T,) frame scores of each held-out clip)."""
     from anomaly.cells import percentile_threshold, window_starts, windows
     from anomaly.config import DetectorConfig
     from anomaly.detector import Detector
@@ -295,9 +299,9 @@ def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, n
         net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, record["features"].channels)
     det_cfg = DetectorConfig(objective=objective, window=w, threshold=0.0, **record, **fitted)
     det = Detector([net], [det_cfg])
-    det_cfg.threshold = det.threshold = percentile_threshold(
-        np.concatenate([det.score_features(f) for f in va_feats]), cfg.percentile)
-    return det
+    val_scores = [det.score_features(f) for f in va_feats]
+    det_cfg.threshold = det.threshold = percentile_threshold(np.concatenate(val_scores), cfg.percentile)
+    return det, val_scores
 
 
 def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:

@@ -99,6 +99,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also log losses and metrics for TensorBoard into DIR (tensorboard --logdir DIR)")
     p.add_argument("--time-budget-min", type=float, default=None,
                    help="stop after the first epoch that ends past this many minutes (resumable; default: none)")
+    p.add_argument("--keep-epochs", action="store_true",
+                   help="also save the network after every epoch, to OUT/epochs/model_NN.keras")
     p.add_argument("--verbose", type=int, default=None, help="Keras fit verbosity (default: 1 on a TTY, else 2)")
     return p.parse_args(argv)
 
@@ -281,6 +283,22 @@ class BestCheckpoint(keras.callbacks.Callback):
         runio.write_json({"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}, self.best_path)
 
 
+class EpochSnapshots(keras.callbacks.Callback):
+    """Saves the network after every epoch to OUT/epochs/model_NN.keras (NN: the
+    epoch, from 1), for a choice by a score that training does not log (e.g.
+    validation under several rasterisation conventions, benchmarks/conventions.py)."""
+
+    def __init__(self, net, out: str):
+        super().__init__()
+        self.net, self.folder = net, os.path.join(out, "epochs")
+
+    def on_epoch_end(self, epoch, logs=None):
+        os.makedirs(self.folder, exist_ok=True)
+        tmp = os.path.join(self.folder, f".model.tmp{os.getpid()}.keras")
+        self.net.save(tmp)
+        os.replace(tmp, os.path.join(self.folder, f"model_{epoch + 1:02d}.keras"))
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Adds `elapsed_min` (training wall time, summed over resumed runs: the last
     value in OUT/log.csv is carried on) and the learning rate to the logs, and
@@ -306,7 +324,8 @@ class TimeBudget(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_frames=None, tensorboard=None):
+def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_frames=None, tensorboard=None,
+                   keep_epochs: bool = False):
     """The training callbacks in their order, and the TimeBudget among them."""
     budget = TimeBudget(time_budget_min, out)
     cbs = [
@@ -323,6 +342,8 @@ def make_callbacks(net, out: str, tr, time_budget_min: float | None, rollout_fra
         cbs.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
                                                      patience=max(1, tr.patience // 2), min_lr=1e-5))
     cbs.append(BestCheckpoint(net, out))
+    if keep_epochs:
+        cbs.append(EpochSnapshots(net, out))
     if tr.lr_schedule == "plateau":  # a sized schedule runs to its end
         cbs.append(keras.callbacks.EarlyStopping(monitor="val_loss", patience=tr.patience))
     cbs.append(keras.callbacks.CSVLogger(os.path.join(out, "log.csv"), append=True))
@@ -458,7 +479,7 @@ def data_streams(cfg: Config, train_digits, val_digits, global_batch: int, worke
 
 
 def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=None, verbose=None,
-          init=None, strategy="none", tensorboard=None):
+          init=None, strategy="none", tensorboard=None, keep_epochs=False):
     """Trains `cfg` into the run folder `out`; returns the Keras History.
 
     Every check (data, checkpoint to start from and its architecture, output
@@ -490,7 +511,7 @@ def train(cfg: Config, out: str, mnist=None, overwrite=False, time_budget_min=No
     global_batch = distribute.global_batch(strat, tr.batch_size)
     start = completed_epochs(out) * tr.steps_per_epoch  # the data stream goes on where it stopped
     train_ds, val_ds, rollout_frames = data_streams(cfg, train_digits, val_digits, global_batch, worker, start)
-    callbacks, budget = make_callbacks(net, out, tr, time_budget_min, rollout_frames, tensorboard)
+    callbacks, budget = make_callbacks(net, out, tr, time_budget_min, rollout_frames, tensorboard, keep_epochs)
     if resuming:
         print(f"resuming the interrupted run in {out} (data stream from step {start})", flush=True)
     t0 = time.time()
@@ -528,7 +549,7 @@ def main(argv=None) -> int:
         out = args.out or os.path.join("runs", cfg.preset)
         train(cfg, out, mnist=args.mnist, overwrite=args.overwrite,
               time_budget_min=args.time_budget_min, verbose=args.verbose, init=cfg.train.init, tensorboard=args.tensorboard,
-              strategy=args.strategy)
+              strategy=args.strategy, keep_epochs=args.keep_epochs)
     return run_cli(run)
 
 

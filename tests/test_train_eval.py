@@ -234,9 +234,15 @@ def test_cosine_run_logs_rollout_scores_and_resumes_its_schedule(tmp_path, mnist
             "--lr-schedule", "cosine", "--total-steps", "6", "--warmup-steps", "2", "--lr", "1e-3",
             "--val-sequences", "2", "--val-rollout-sequences", "2", "--context-frames", "3",
             "--verbose", "0"]
-    assert train.main([*args, "--time-budget-min", "0"]) == 0  # stops after epoch 1
+    assert train.main([*args, "--time-budget-min", "0", "--keep-epochs"]) == 0  # stops after epoch 1
     assert train.completed_epochs(out) == 1
-    assert train.main(args) == 0  # resumes: epochs 2 and 3, the schedule going on
+    assert train.main([*args, "--keep-epochs"]) == 0  # resumes: epochs 2 and 3, the schedule going on
+    kept = sorted(os.listdir(os.path.join(out, "epochs")))
+    assert kept == ["model_01.keras", "model_02.keras", "model_03.keras"]
+    last, best = model.load_predictor(os.path.join(out, "epochs", kept[-1])), model.load_predictor(
+        os.path.join(out, "model.keras"))
+    if json.load(open(os.path.join(out, "best.json")))["epoch"] == 3:  # the same weights twice
+        assert all(np.array_equal(a, b) for a, b in zip(last.get_weights(), best.get_weights()))
 
     log = runio.read_log(os.path.join(out, "log.csv"))
     assert list(log["epoch"]) == [0, 1, 2]

@@ -53,14 +53,14 @@ def main(argv=None) -> int:
                    help="glob of labelled clips (NAME.labels.txt beside each): adds recall to the operating points")
     args = p.parse_args(argv)
     def run():
-        from anomaly.detector import META
+        from anomaly.detector import META, ReconstructionDetector
         from anomaly.fusion import FusedDetector, apply_overrides, load_detector
         from anomaly.video import expand_videos, read_video
 
         if args.scale_percentile is not None and not 0 < args.scale_percentile <= 100:
             raise InputError(f"--scale-percentile must be in (0, 100], got {args.scale_percentile}")
         det = apply_overrides(load_detector(args.model), args, rescale=True)
-        if args.scale_percentile is not None and det.objective == "reconstruct":
+        if args.scale_percentile is not None and isinstance(det, ReconstructionDetector):
             raise InputError(f"--scale-percentile: {args.model} is an autoencoder (its score has no parts to scale)")
         videos = expand_videos(args.videos)
         labelled = expand_videos(args.labelled_videos) if args.labelled_videos else []
@@ -116,10 +116,8 @@ def recalibrate(det, folder: str, feats: list, videos: list, args) -> list:
     from anomaly.cells import percentile_threshold
     from anomaly.detector import META
 
-    old = det.configs[0]
-    pct = args.percentile if args.percentile is not None else old.percentile
-    if det.objective == "motion":
-        old = rescale_motion(det, feats, args.scale_percentile)
+    pct = args.percentile if args.percentile is not None else det.configs[0].percentile
+    old = det.rescale(feats, args.scale_percentile)
     per_clip = [det.score_features(f) for f in feats]
     det.threshold = percentile_threshold(np.concatenate(per_clip), pct)
     new = dataclasses.replace(old, threshold=det.threshold, percentile=pct, calibrated_on=videos, score=det.score,
@@ -127,20 +125,6 @@ def recalibrate(det, folder: str, feats: list, videos: list, args) -> list:
                               train_stride=old.train_stride or old.stride)
     new.save(os.path.join(folder, META))
     return per_clip
-
-
-def rescale_motion(det, feats: list, percentile=None):
-    """Recalibrates a motion detector's part scales on normal clips' raw features
-    (in `det`, for scoring); returns its config with the new scales."""
-    import dataclasses
-
-    from anomaly.motion import calibrate_scales
-
-    cfg = det.configs[0]
-    pct = percentile if percentile is not None else (cfg.scale_percentile or 95.0)
-    scales = calibrate_scales(det.models[0], cfg.motion, det.normalizers[0], feats, pct, det.counts[0])
-    det.scales = [scales]
-    return dataclasses.replace(cfg, scales=scales, scale_percentile=pct)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
-"""The anomaly detector: window scoring, threshold calibration, streaming API,
-save/load, ensembles.
+"""The one-network detectors (the parts of the default fused detector,
+`anomaly.fusion`): window scoring, streaming API, save/load, ensembles.
 
-Score of a frame (objective "reconstruct", the default) = squared
+`Detector` holds what every part shares (features, normalisers, window and
+stride, frame reduction, border, smoothing, threshold, streaming); its two kinds
+differ only in the network and how a window becomes a score:
+
+`ReconstructionDetector` (objective "reconstruct"): a frame's score = squared
 reconstruction error of its normalised features
 (flow x, flow y, density) inside a window of `window` frames, reduced over the
 frame either as the mean over all pixels ("mean") or as the largest mean over
@@ -15,8 +19,10 @@ full window get none. Finally the
 frame score is the maximum of those scores over the last `smooth` frames
 (causal: a burst of abnormal motion keeps the alarm up for `smooth` frames
 instead of flickering with each window; `smooth` 1 turns it off).
-A detector with objective "motion" scores each frame with the motion model of
+`MotionDetector` (objective "motion") scores each frame with the motion model of
 `anomaly.motion` instead (window 2: a frame and the one before, for its flow).
+A saved folder's detector.json names its kind (`objective`); `Detector.load`
+and `from_models` build that kind.
 """
 
 from __future__ import annotations
@@ -34,39 +40,31 @@ META = "detector.json"
 MODEL = "ae.keras"
 
 
-def network_input(cfg: DetectorConfig) -> tuple:
-    """The input shape (batch left out) of the network a detector config describes."""
-    s = cfg.features.frame_size
-    if cfg.objective == "motion":
-        return (s, s, 1)
-    return (None, s, s, cfg.features.channels)
-
-
 class Detector:
-    """One network, or several averaged (an ensemble), plus what scoring needs.
+    """What every kind of one-network detector shares: one network, or several
+    averaged (an ensemble), plus what scoring needs. Build one with `from_models`
+    or `Detector.load`; the kinds below define `network_input` and `window_errors`.
 
     Args:
-        models: keras networks (autoencoders, or motion models).
-        configs: one `DetectorConfig` (or its dict) per model; their objective,
-            features and window must agree.
+        models: keras networks of this kind.
+        configs: one `DetectorConfig` (or its dict) per model; their objective
+            (this kind's), features and window must agree.
         detector: a person detector for the keypoints density (see features).
     """
+
+    objective = None  # the kind's name in detector.json
+    label = None  # the kind's name in tables
 
     def __init__(self, models, configs, detector=None):
         self.models = list(models)
         self.configs = [c if isinstance(c, DetectorConfig) else DetectorConfig.from_dict(c) for c in configs]
         c0 = self.configs[0]
-        for c in self.configs[1:]:
-            if c.features != c0.features or c.window != c0.window or c.objective != c0.objective:
-                raise InputError("ensemble members must share their objective, features and window")
-        self.objective = c0.objective
+        for c in self.configs:
+            if c.features != c0.features or c.window != c0.window or c.objective != self.objective:
+                raise InputError(f"ensemble members must share their objective ({self.objective}), "
+                                 f"features and window")
         self.feature_cfg = c0.features
         self.normalizers = [Normalizer(**c.normalizer) for c in self.configs]
-        if self.objective == "motion":
-            self.motion_cfgs = [c.motion for c in self.configs]
-            self.scales = [c.scales for c in self.configs]
-            self.counts = [None if c.location_counts is None else np.asarray(c.location_counts)
-                           for c in self.configs]
         self.window = c0.window
         self.stride = c0.stride
         self.threshold = float(np.mean([c.threshold for c in self.configs]))
@@ -77,10 +75,33 @@ class Detector:
         self._fns = {}
         self.reset()
 
+    @staticmethod
+    def network_input(cfg: DetectorConfig) -> tuple:
+        """The input shape (batch left out) of the network `cfg` describes."""
+        raise NotImplementedError
+
+    def window_errors(self, raw_windows: np.ndarray) -> np.ndarray:
+        """(K, W, S, S, C) raw features -> (K, W) per-frame errors, ensemble mean
+        (NaN where a frame of the window gets none)."""
+        raise NotImplementedError
+
+    def set_border(self, border: int) -> None:
+        """Scores leave out `border` pixels at each edge from now on."""
+        check_border(border, self.feature_cfg.frame_size, "--border")
+        self.border = border
+
+    def rescale(self, feats: list, percentile: float | None = None) -> DetectorConfig:
+        """Re-fits the scales the kind's score is made of on normal clips' raw
+        features [(T, S, S, C)], at `percentile` of each part's values (default:
+        the saved one); returns the first member's config with them. The
+        autoencoder's score has none: its config comes back unchanged."""
+        return self.configs[0]
+
     # ------------------------------------------------------------ persistence
     @classmethod
     def load(cls, paths, detector=None) -> "Detector":
-        """A saved detector folder, or a list of folders (an ensemble)."""
+        """A saved detector folder, or a list of folders (an ensemble), as the
+        kind its detector.json names."""
         import anomaly.model  # noqa: F401  (registers CoordChannels)
         import model  # (also registers the shared layers)
 
@@ -93,7 +114,7 @@ class Detector:
                                  "train one with python -m anomaly.train)")
             configs.append(DetectorConfig.load(jp))
             net = model.load_model_file(mp)
-            expected = network_input(configs[-1])
+            expected = KINDS[configs[-1].objective].network_input(configs[-1])
             try:
                 got = tuple(net.input_shape)[1:]
             except (AttributeError, ValueError, TypeError):
@@ -101,7 +122,7 @@ class Detector:
             if got != expected:
                 raise InputError(f"{mp}: not this detector's network (input {got}, detector.json says {expected})")
             models.append(net)
-        return cls(models, configs, detector)
+        return from_models(models, configs, detector)
 
     @staticmethod
     def save(folder: str, net, config) -> None:
@@ -131,37 +152,6 @@ class Detector:
         if isinstance(y, dict):
             return {k: np.asarray(v, np.float32) for k, v in y.items()}
         return np.asarray(y, np.float32)
-
-    def motion_scores(self, raw: np.ndarray, batch: int = 64) -> np.ndarray:
-        """(T, S, S, C) raw features -> (T,) fused motion-model scores (ensemble
-        mean; `anomaly.motion`), before smoothing. Each frame's flow is the one
-        from the frame before."""
-        from anomaly.motion import DENSITY, frame_parts, fuse
-
-        out = np.zeros(len(raw), np.float64)
-        for i, (norm, cfg) in enumerate(zip(self.normalizers, self.motion_cfgs)):
-            x = norm(raw)[..., DENSITY:DENSITY + 1]
-            for j in range(0, len(x), batch):
-                y = self._predict(i, x[j:j + batch])
-                parts = frame_parts(y, raw[j:j + batch], cfg, self.score, self.counts[i])
-                out[j:j + batch] += fuse(parts, self.scales[i][self.score])
-        return out / len(self.normalizers)
-
-    def window_errors(self, raw_windows: np.ndarray, batch: int = 16) -> np.ndarray:
-        """(K, W, S, S, C) raw features -> (K, W) per-frame errors, ensemble mean
-        (a motion detector scores the last frame of each window only; NaN before it)."""
-        if self.objective == "motion":
-            out = np.full(raw_windows.shape[:2], np.nan)
-            out[:, -1] = self.motion_scores(raw_windows[:, -1])
-            return out
-        out = np.zeros(raw_windows.shape[:2], np.float64)
-        for i, norm in enumerate(self.normalizers):
-            x = norm(raw_windows)
-            for j in range(0, len(x), batch):
-                r = self._predict(i, x[j:j + batch])
-                err = np.mean((r - x[j:j + batch]) ** 2, axis=-1)  # (k, W, S, S)
-                out[j:j + batch] += reduce_error_map(err, self.score, self.border)
-        return out / len(self.normalizers)
 
     def score_features(self, raw: np.ndarray) -> np.ndarray:
         """Frame scores of a whole clip's raw features (T, S, S, C), exactly as the
@@ -226,6 +216,99 @@ class Detector:
         return self.add_features(f[..., :2], f[..., 2])
 
 
+class ReconstructionDetector(Detector):
+    """The ConvLSTM autoencoder (`anomaly.model`): a window's frames are scored
+    by their squared reconstruction error, reduced over the frame (`score`,
+    `border`; `anomaly.cells.reduce_error_map`)."""
+
+    objective = "reconstruct"
+    label = "ConvLSTM AE"
+
+    @staticmethod
+    def network_input(cfg: DetectorConfig) -> tuple:
+        s = cfg.features.frame_size
+        return (None, s, s, cfg.features.channels)
+
+    def window_errors(self, raw_windows: np.ndarray, batch: int = 16) -> np.ndarray:
+        out = np.zeros(raw_windows.shape[:2], np.float64)
+        for i, norm in enumerate(self.normalizers):
+            x = norm(raw_windows)
+            for j in range(0, len(x), batch):
+                r = self._predict(i, x[j:j + batch])
+                err = np.mean((r - x[j:j + batch]) ** 2, axis=-1)  # (k, W, S, S)
+                out[j:j + batch] += reduce_error_map(err, self.score, self.border)
+        return out / len(self.normalizers)
+
+
+class MotionDetector(Detector):
+    """The motion model (`anomaly.motion`): from a frame's density it predicts
+    the flow expected there, and the frame's score fuses its parts (flow error,
+    speed, and where fitted the per-location direction counts), each in units of
+    its scale. Its cells and border are fixed when it is trained."""
+
+    objective = "motion"
+    label = "motion model"
+
+    def __init__(self, models, configs, detector=None):
+        super().__init__(models, configs, detector)
+        self.motion_cfgs = [c.motion for c in self.configs]
+        self.scales = [c.scales for c in self.configs]
+        self.counts = [None if c.location_counts is None else np.asarray(c.location_counts)
+                       for c in self.configs]
+
+    @staticmethod
+    def network_input(cfg: DetectorConfig) -> tuple:
+        s = cfg.features.frame_size
+        return (s, s, 1)
+
+    def motion_scores(self, raw: np.ndarray, batch: int = 64) -> np.ndarray:
+        """(T, S, S, C) raw features -> (T,) fused motion-model scores (ensemble
+        mean), before smoothing. Each frame's flow is the one from the frame before."""
+        from anomaly.motion import DENSITY, frame_parts, fuse
+
+        out = np.zeros(len(raw), np.float64)
+        for i, (norm, cfg) in enumerate(zip(self.normalizers, self.motion_cfgs)):
+            x = norm(raw)[..., DENSITY:DENSITY + 1]
+            for j in range(0, len(x), batch):
+                y = self._predict(i, x[j:j + batch])
+                parts = frame_parts(y, raw[j:j + batch], cfg, self.score, self.counts[i])
+                out[j:j + batch] += fuse(parts, self.scales[i][self.score])
+        return out / len(self.normalizers)
+
+    def window_errors(self, raw_windows: np.ndarray) -> np.ndarray:
+        """Only the last frame of each window is scored (NaN before it)."""
+        out = np.full(raw_windows.shape[:2], np.nan)
+        out[:, -1] = self.motion_scores(raw_windows[:, -1])
+        return out
+
+    def set_border(self, border: int) -> None:
+        if border != self.motion_cfgs[0].border:
+            raise InputError(f"--border {border}: a motion detector's cells are fixed when it is trained "
+                             f"(border {self.motion_cfgs[0].border})")
+        super().set_border(border)
+
+    def rescale(self, feats: list, percentile: float | None = None) -> DetectorConfig:
+        import dataclasses
+
+        from anomaly.motion import calibrate_scales
+
+        cfg = self.configs[0]
+        pct = percentile if percentile is not None else (cfg.scale_percentile or 95.0)
+        scales = calibrate_scales(self.models[0], cfg.motion, self.normalizers[0], feats, pct, self.counts[0])
+        self.scales = [scales]
+        return dataclasses.replace(cfg, scales=scales, scale_percentile=pct)
+
+
+KINDS = {k.objective: k for k in (ReconstructionDetector, MotionDetector)}
+
+
+def from_models(models, configs, detector=None) -> Detector:
+    """The detector of the kind its configs name (`DetectorConfig.objective`);
+    arguments as `Detector`'s."""
+    configs = [c if isinstance(c, DetectorConfig) else DetectorConfig.from_dict(c) for c in configs]
+    return KINDS[configs[0].objective](models, configs, detector)
+
+
 def apply_overrides(det, args):
     """The command line's --threshold, --stride, --smooth, --score and --border
     (those it has and were given) replace the detector's saved settings; returns `det`."""
@@ -239,11 +322,7 @@ def apply_overrides(det, args):
         det.score = args.score
     border = getattr(args, "border", None)
     if border is not None:
-        check_border(border, det.feature_cfg.frame_size, "--border")
-        if det.objective == "motion" and border != det.motion_cfgs[0].border:
-            raise InputError(f"--border {border}: a motion detector's cells are fixed when it is trained "
-                             f"(border {det.motion_cfgs[0].border})")
-        det.border = border
+        det.set_border(border)
     if getattr(args, "threshold", None) is not None:
         det.threshold = args.threshold
     return det

@@ -216,7 +216,7 @@ def evaluate(args) -> dict:
     if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
         location = LocationModel(border=det.border).fit(
             [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
-    methods = {"model": {"motion": "motion model", "fused": "AE + motion model"}.get(det.objective, "ConvLSTM AE"),
+    methods = {"model": det.label,
                "baseline_mean_flow_magnitude": "mean flow magnitude",
                "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}
     if location is not None:

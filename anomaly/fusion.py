@@ -85,6 +85,7 @@ class FusedDetector:
     """
 
     objective = "fused"
+    label = "AE + motion model"
 
     def __init__(self, parts: dict, config: FusionConfig):
         self.parts = dict(parts)

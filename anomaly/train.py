@@ -284,7 +284,7 @@ def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, n
     its (T,) frame scores of each held-out clip)."""
     from anomaly.cells import percentile_threshold, window_starts, windows
     from anomaly.config import DetectorConfig
-    from anomaly.detector import Detector
+    from anomaly.detector import from_models
 
     w = 2 if objective == "motion" else cfg.seq_len  # motion: a frame and the one before
     n_tr, n_va = (sum(len(window_starts(len(f), w, cfg.window_stride)) for f in fs) for fs in (tr_feats, va_feats))
@@ -298,7 +298,7 @@ def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, n
         xtr, xva = (np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in fs]) for fs in (tr_feats, va_feats))
         net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, record["features"].channels)
     det_cfg = DetectorConfig(objective=objective, window=w, threshold=0.0, **record, **fitted)
-    det = Detector([net], [det_cfg])
+    det = from_models([net], [det_cfg])
     val_scores = [det.score_features(f) for f in va_feats]
     det_cfg.threshold = det.threshold = percentile_threshold(np.concatenate(val_scores), cfg.percentile)
     return det, val_scores

@@ -61,7 +61,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from anomaly.cells import causal_max
-    from anomaly.detector import Detector
+    from anomaly.detector import Detector, MotionDetector
     from anomaly.evaluate import clip_kind, kind_groups
     from anomaly.motion import fit_counts
     from anomaly.scoring import roc_auc
@@ -72,7 +72,7 @@ def main(argv=None):
     for folder in args.model:
         det = Detector.load(folder)
         c = det.configs[0]
-        if det.objective != "motion":
+        if not isinstance(det, MotionDetector):
             raise SystemExit(f"error: {folder} is not a motion detector")
         held_paths = c.videos[-c.val_clips:]
         fit_paths = c.videos[:-c.val_clips]

@@ -121,14 +121,14 @@ def run_frame(train, held, clips, norm, cfg, epochs):
     import keras
 
     from anomaly import motion
-    from anomaly.detector import Detector
+    from anomaly.detector import from_models
 
     keras.utils.set_random_seed(0)
     net, cfg, _ = motion.fit(train, held, norm, cfg, epochs=epochs, verbose=0)
     meta = {"objective": "motion", "features": {}, "normalizer": {"mean": norm.mean, "std": norm.std},
             "window": 2, "stride": 1, "threshold": 0.0, "score": "local", "smooth": 8, "border": cfg.border,
             "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, norm, held, 95.0)}
-    det = Detector([net], [meta])
+    det = from_models([net], [meta])
     return {k: det.score_features(raw) for k, (raw, _) in clips.items()}
 
 

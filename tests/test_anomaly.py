@@ -6,7 +6,7 @@ import pytest
 
 from anomaly import scoring
 from anomaly.cells import percentile_threshold, window_starts, windows
-from anomaly.detector import Detector
+from anomaly.detector import Detector, ReconstructionDetector
 from anomaly.features import FeatureConfig, FeatureExtractor, KeypointDensity, Normalizer, clip_features
 from anomaly.model import AEConfig, build_autoencoder
 from anomaly.synthetic import crowd_clip
@@ -112,7 +112,7 @@ def _detector(window=4, stride=2, threshold=1.0):
     meta = {"features": FeatureConfig(frame_size=S).to_dict(), "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]},
             "window": window, "stride": stride, "threshold": threshold, "percentile": 95,
             "autoencoder": cfg.to_dict()}
-    return Detector([ae], [meta]), ae, meta
+    return ReconstructionDetector([ae], [meta]), ae, meta
 
 
 def test_streaming_window_logic_matches_offline_scoring():
@@ -497,7 +497,7 @@ def test_four_channel_detector_streams_as_it_scores_offline(tmp_path):
     ae = build_autoencoder(cfg)
     meta = {"features": fcfg.to_dict(), "normalizer": {"mean": [0] * 4, "std": [1] * 4},
             "window": 3, "stride": 1, "threshold": 1.0, "percentile": 95, "autoencoder": cfg.to_dict()}
-    det = Detector([ae], [meta])
+    det = ReconstructionDetector([ae], [meta])
     rng = np.random.default_rng(4)
     flows = rng.normal(0, 0.2, (7, S, S, 2)).astype(np.float32)
     heat = rng.random((7, S, S)).astype(np.float32)

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from anomaly.detector import Detector
+from anomaly.detector import Detector, ReconstructionDetector
 from anomaly.features import FeatureConfig, clip_features
 from anomaly.fusion import FusedDetector, FusionConfig, load_detector
 from anomaly.model import AEConfig, build_autoencoder
@@ -19,7 +19,7 @@ def _part(window):
     cfg = AEConfig(encoder=(4,), decoder=(4,), patch_size=4, window=window, frame_size=S)
     meta = {"features": FeatureConfig(frame_size=S).to_dict(), "normalizer": {"mean": [0, 0, 0], "std": [1, 1, 1]},
             "window": window, "stride": 1, "threshold": 1.0, "percentile": 95, "autoencoder": cfg.to_dict()}
-    return Detector([build_autoencoder(cfg)], [meta])
+    return ReconstructionDetector([build_autoencoder(cfg)], [meta])
 
 
 def _fused(scales=None):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from anomaly import motion
-from anomaly.detector import Detector
+from anomaly.detector import Detector, MotionDetector
 from anomaly.features import FeatureConfig, Normalizer
 from anomaly.model import MotionConfig, build_motion_model
 
@@ -123,7 +123,7 @@ def _motion_detector(net, cfg, val, threshold=1.0, counts=None):
             "motion": cfg.to_dict(), "scales": motion.calibrate_scales(net, cfg, IDENTITY, val, counts=counts)}
     if counts is not None:
         meta["location_counts"] = counts.tolist()
-    return Detector([net], [meta]), meta
+    return MotionDetector([net], [meta]), meta
 
 
 @pytest.mark.parametrize("with_counts", [False, True])
@@ -141,7 +141,7 @@ def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model,
     np.testing.assert_allclose([s[1] for s in streamed[1:]], offline[1:], rtol=1e-5)
     Detector.save(str(tmp_path / "m"), net, meta)
     back = Detector.load(str(tmp_path / "m"))
-    assert back.objective == "motion" and back.window == 2
+    assert isinstance(back, MotionDetector) and back.objective == "motion" and back.window == 2
     np.testing.assert_allclose(back.score_features(raw), offline, rtol=1e-5, equal_nan=True)
     from anomaly.detector import apply_overrides
 
@@ -153,7 +153,7 @@ def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model,
     ae_meta = json.load(open(os.path.join(str(tmp_path / "m"), "detector.json")))
     ae_meta["objective"] = "reconstruct"
     with pytest.raises(ValueError, match="share their objective"):
-        Detector([net, net], [meta, ae_meta])
+        MotionDetector([net, net], [meta, ae_meta])
 
 
 def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys, tiny_detector):

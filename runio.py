@@ -26,6 +26,16 @@ def write_json(obj, path):
     return path
 
 
+def save_network(net, path):
+    """A Keras network saved at `path` (a .keras archive), written under a
+    temporary name in the same folder, then renamed."""
+    folder, name = os.path.split(path)
+    tmp = os.path.join(folder, f".{name[:-len('.keras')]}.tmp{os.getpid()}.keras")
+    net.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def read_log(path) -> dict:
     """A Keras CSVLogger file as {column: float array}."""
     with open(path, newline="") as f:

@@ -277,9 +277,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         if v is None or not v < self.best:
             return
         self.best = float(v)
-        tmp = os.path.join(self.out, f".model.tmp{os.getpid()}.keras")
-        self.net.save(tmp)
-        os.replace(tmp, self.path)
+        runio.save_network(self.net, self.path)
         runio.write_json({"epoch": epoch + 1, **{k: float(x) for k, x in logs.items()}}, self.best_path)
 
 
@@ -294,9 +292,7 @@ class EpochSnapshots(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         os.makedirs(self.folder, exist_ok=True)
-        tmp = os.path.join(self.folder, f".model.tmp{os.getpid()}.keras")
-        self.net.save(tmp)
-        os.replace(tmp, os.path.join(self.folder, f"model_{epoch + 1:02d}.keras"))
+        runio.save_network(self.net, os.path.join(self.folder, f"model_{epoch + 1:02d}.keras"))
 
 
 class TimeBudget(keras.callbacks.Callback):

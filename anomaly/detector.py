@@ -31,6 +31,7 @@ import os
 
 import numpy as np
 
+import runio
 from anomaly.cells import causal_max, reduce_error_map, window_starts, windows
 from anomaly.config import DetectorConfig, check_border
 from anomaly.features import FeatureExtractor, Normalizer, stack_features
@@ -98,8 +99,8 @@ class Detector:
         return self.configs[0]
 
     # ------------------------------------------------------------ persistence
-    @classmethod
-    def load(cls, paths, detector=None) -> "Detector":
+    @staticmethod
+    def load(paths, detector=None) -> "Detector":
         """A saved detector folder, or a list of folders (an ensemble), as the
         kind its detector.json names."""
         import anomaly.model  # noqa: F401  (registers CoordChannels)
@@ -129,9 +130,7 @@ class Detector:
         """Writes `net` (MODEL) and its config (META, a DetectorConfig or its dict) into `folder`."""
         cfg = config if isinstance(config, DetectorConfig) else DetectorConfig.from_dict(config)
         os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".ae.tmp{os.getpid()}.keras")
-        net.save(tmp)
-        os.replace(tmp, os.path.join(folder, MODEL))
+        runio.save_network(net, os.path.join(folder, MODEL))
         cfg.save(os.path.join(folder, META))
 
     # --------------------------------------------------------------- scoring

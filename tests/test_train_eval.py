@@ -391,3 +391,14 @@ def test_a_fine_tune_records_where_it_started(run_dir, mnist_dir, tmp_path):
     cfg = Config.load(os.path.join(out, "config.json"))
     assert cfg.train.init == start and cfg.train.subpixel_jitter is True
     assert Config.load(os.path.join(run_dir, "config.json")).train.init is None
+
+
+def test_save_network_writes_the_archive_and_leaves_no_temporary_file(tmp_path):
+    import keras
+
+    net = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    path = str(tmp_path / "net.keras")
+    assert runio.save_network(net, path) == path
+    assert os.listdir(tmp_path) == ["net.keras"]
+    back = keras.saving.load_model(path)
+    assert all(np.array_equal(a, b) for a, b in zip(net.get_weights(), back.get_weights()))

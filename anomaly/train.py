@@ -282,21 +282,17 @@ def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, n
     """One detector of `objective` fitted on the training clips' raw features, its
     threshold the --percentile of its scores on the held-out ones: (the Detector,
     its (T,) frame scores of each held-out clip)."""
-    from anomaly.cells import percentile_threshold, window_starts, windows
+    from anomaly.cells import percentile_threshold, window_starts
     from anomaly.config import DetectorConfig
     from anomaly.detector import from_models
 
-    w = 2 if objective == "motion" else cfg.seq_len  # motion: a frame and the one before
+    part = PART_FITS[objective]
+    w = part.window(cfg)
     n_tr, n_va = (sum(len(window_starts(len(f), w, cfg.window_stride)) for f in fs) for fs in (tr_feats, va_feats))
     if n_tr == 0 or n_va == 0:
         raise UserError(f"clips too short for windows of {w} frames (training windows {n_tr}, "
                         f"validation windows {n_va})")
-    if objective == "motion":
-        with strategy.scope():
-            net, fitted = fit_motion(cfg, strategy, tr_feats, va_feats, norm)
-    else:
-        xtr, xva = (np.concatenate([norm(windows(f, w, cfg.window_stride)) for f in fs]) for fs in (tr_feats, va_feats))
-        net, fitted = fit_autoencoder(cfg, strategy, xtr, xva, record["features"].channels)
+    net, fitted = part.fit(cfg, strategy, tr_feats, va_feats, norm, record["features"].channels)
     det_cfg = DetectorConfig(objective=objective, window=w, threshold=0.0, **record, **fitted)
     det = from_models([net], [det_cfg])
     val_scores = [det.score_features(f) for f in va_feats]
@@ -304,53 +300,81 @@ def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, n
     return det, val_scores
 
 
-def fit_autoencoder(cfg: TrainSettings, strategy, xtr, xva, channels) -> tuple:
-    """The ConvLSTM autoencoder fitted on normal windows: (model, its DetectorConfig fields)."""
-    import dataclasses
+class AutoencoderFit:
+    """How the "reconstruct" part is fitted: the ConvLSTM autoencoder of
+    `anomaly.model` on normal windows of --seq-len frames (MSE)."""
 
-    import keras
+    objective = "reconstruct"
 
-    import distribute
-    from anomaly.model import AE_PRESETS, build_autoencoder, fit_callbacks
+    @staticmethod
+    def window(cfg: TrainSettings) -> int:
+        return cfg.seq_len
 
-    ae_cfg = dataclasses.replace(AE_PRESETS[cfg.preset], window=cfg.seq_len, frame_size=cfg.frame_size,
-                                 coords=cfg.coords, channels=channels)
-    keras.utils.set_random_seed(cfg.seed)
-    with strategy.scope():
-        ae = build_autoencoder(ae_cfg)
-        ae.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
-    t0 = time.time()
-    batch = distribute.global_batch(strategy, cfg.batch_size)
-    hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs, batch_size=batch,
-                  callbacks=fit_callbacks(cfg.patience, tensorboard_callback(cfg)), verbose=cfg.verbose, shuffle=True)
-    return ae, {"autoencoder": ae_cfg, "preset": cfg.preset, "fit_seconds": round(time.time() - t0, 1),
-                "global_batch": batch, **_losses(hist)}
+    @staticmethod
+    def fit(cfg: TrainSettings, strategy, tr_feats, va_feats, norm, channels) -> tuple:
+        """(model, its DetectorConfig fields)."""
+        import keras
+
+        import distribute
+        from anomaly.cells import windows
+        from anomaly.model import AE_PRESETS, build_autoencoder, fit_callbacks
+
+        xtr, xva = (np.concatenate([norm(windows(f, cfg.seq_len, cfg.window_stride)) for f in fs])
+                    for fs in (tr_feats, va_feats))
+        ae_cfg = dataclasses.replace(AE_PRESETS[cfg.preset], window=cfg.seq_len, frame_size=cfg.frame_size,
+                                     coords=cfg.coords, channels=channels)
+        keras.utils.set_random_seed(cfg.seed)
+        with strategy.scope():
+            ae = build_autoencoder(ae_cfg)
+            ae.compile(optimizer=keras.optimizers.Adam(cfg.lr), loss="mse")
+        t0 = time.time()
+        batch = distribute.global_batch(strategy, cfg.batch_size)
+        hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs, batch_size=batch,
+                      callbacks=fit_callbacks(cfg.patience, tensorboard_callback(cfg)), verbose=cfg.verbose,
+                      shuffle=True)
+        return ae, {"autoencoder": ae_cfg, "preset": cfg.preset, "fit_seconds": round(time.time() - t0, 1),
+                    "global_batch": batch, **_losses(hist)}
 
 
-def fit_motion(cfg: TrainSettings, strategy, tr_feats, va_feats, norm) -> tuple:
-    """The motion model of `anomaly.motion` fitted on normal frames, the
-    per-location counts of those frames, and the parts' scales on the held-out
-    clips: (model, its DetectorConfig fields). A batch holds 4x --batch-size
-    frames per replica (a frame is a quarter of an autoencoder window's work)."""
-    import keras
+class MotionFit:
+    """How the "motion" part is fitted: the motion model of `anomaly.motion` on
+    normal frames (a frame and the one before), the per-location counts of those
+    frames, and the parts' scales on the held-out clips. A batch holds 4x
+    --batch-size frames per replica (a frame is a quarter of an autoencoder
+    window's work)."""
 
-    import distribute
+    objective = "motion"
 
-    from anomaly import motion
-    from anomaly.model import MotionConfig
+    @staticmethod
+    def window(cfg: TrainSettings) -> int:
+        return 2
 
-    keras.utils.set_random_seed(cfg.seed)
-    t0 = time.time()
-    batch = 4 * distribute.global_batch(strategy, cfg.batch_size)
-    net, m_cfg, hist = motion.fit(tr_feats, va_feats, norm, MotionConfig(frame_size=cfg.frame_size, border=cfg.border),
-                                  lr=cfg.lr, epochs=cfg.epochs, batch_size=batch,
-                                  patience=cfg.patience, verbose=cfg.verbose, callbacks=tensorboard_callback(cfg))
-    fit_s = round(time.time() - t0, 1)
-    counts = motion.fit_counts(tr_feats, m_cfg) if cfg.counts else None
-    return net, {"motion": m_cfg, "location_counts": None if counts is None else counts.tolist(),
-                 "scale_percentile": cfg.scale_percentile,
-                 "scales": motion.calibrate_scales(net, m_cfg, norm, va_feats, cfg.scale_percentile, counts),
-                 "fit_seconds": fit_s, "global_batch": batch, **_losses(hist)}
+    @staticmethod
+    def fit(cfg: TrainSettings, strategy, tr_feats, va_feats, norm, channels) -> tuple:
+        """(model, its DetectorConfig fields); `channels` is fixed by the features."""
+        import keras
+
+        import distribute
+        from anomaly import motion
+        from anomaly.model import MotionConfig
+
+        keras.utils.set_random_seed(cfg.seed)
+        t0 = time.time()
+        batch = 4 * distribute.global_batch(strategy, cfg.batch_size)
+        with strategy.scope():
+            net, m_cfg, hist = motion.fit(tr_feats, va_feats, norm,
+                                          MotionConfig(frame_size=cfg.frame_size, border=cfg.border),
+                                          lr=cfg.lr, epochs=cfg.epochs, batch_size=batch, patience=cfg.patience,
+                                          verbose=cfg.verbose, callbacks=tensorboard_callback(cfg))
+        fit_s = round(time.time() - t0, 1)
+        counts = motion.fit_counts(tr_feats, m_cfg) if cfg.counts else None
+        return net, {"motion": m_cfg, "location_counts": None if counts is None else counts.tolist(),
+                     "scale_percentile": cfg.scale_percentile,
+                     "scales": motion.calibrate_scales(net, m_cfg, norm, va_feats, cfg.scale_percentile, counts),
+                     "fit_seconds": fit_s, "global_batch": batch, **_losses(hist)}
+
+
+PART_FITS = {f.objective: f for f in (AutoencoderFit, MotionFit)}
 
 
 def tensorboard_callback(cfg: TrainSettings) -> list:

@@ -143,6 +143,22 @@ def test_causal_max_by_hand():
     np.testing.assert_array_equal(causal_max(s, 1), s)
 
 
+def test_smoothing_is_the_alerts_hysteresis():
+    # One window score above the threshold keeps the alert open for `smooth`
+    # frames; two such scores up to `smooth` frames apart make one alert.
+    from anomaly.cells import causal_max
+    from anomaly.scoring import onsets
+
+    def alert(*spikes, n=30, smooth=8):
+        raw = np.zeros(n)
+        raw[list(spikes)] = 2.0
+        return causal_max(raw, smooth) > 1.0
+
+    assert alert(5).sum() == 8 and onsets(alert(5)) == 1
+    assert onsets(alert(5, 13)) == 1 and alert(5, 13).sum() == 16
+    assert onsets(alert(5, 14)) == 2
+
+
 def test_streaming_with_smoothing_matches_offline_scoring():
     det, _, _ = _detector(window=4, stride=1)
     det.smooth = 3

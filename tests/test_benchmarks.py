@@ -127,3 +127,17 @@ def test_learning_curve_places_a_fine_tune_after_its_start(tmp_path):
     assert os.path.getsize(out + ".png") > 0
     with pytest.raises(SystemExit, match="LABEL=FOLDER@SEQUENCES"):
         learning_curve.main(["--run", f"x={tmp_path / 'a'}@many", "--out", out])
+
+
+def test_fusion_rules_by_hand():
+    import fusion_rules
+
+    # Scales at the 100th percentile of the normal clip: 4 for both parts, so
+    # normal frames score (0.25, 1), (0.5, 0.25) and anomalous (0.75, 0), (0, 0.75).
+    normal = [{"a": np.array([1.0, 2.0, 4.0]), "b": np.array([1.0, 4.0, 2.0])}]
+    clips = [("normal", {"a": np.array([np.nan, 1.0, 2.0]), "b": np.array([0.0, 4.0, 1.0])}, np.array([0, 0, 0])),
+             ("stop", {"a": np.array([3.0, 0.0]), "b": np.array([0.0, 3.0])}, np.array([1, 1]))]
+    table = fusion_rules.rule_table(clips, normal, sweep=(100,))
+    # max: anomalous 0.75 beats normal 0.5, loses to 1 -> 2 of 4 pairs; the NaN frame is left out.
+    # mean: anomalous 0.375 ties normal 0.375, loses to 0.625 -> 1 of 4.
+    assert table == {"max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25}}

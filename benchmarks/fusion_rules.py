@@ -1,0 +1,95 @@
+"""How the fused detector combines its parts, compared on choice clips.
+
+    python benchmarks/fusion_rules.py --model runs/real/fused \
+        --normal-videos "data/real/val/normal_*.mp4" --videos "data/real/val/*.mp4" \
+        --out runs/real/fusion_rules_val.json
+
+Each part's frame scores (`FusedDetector.part_scores`) on the clips of
+--videos; each part divided by a percentile of its scores on the normal clips
+of --normal-videos (its scale, as `anomaly.calibrate` sets it), then combined
+by a rule:
+
+    max   the shipped rule: the part that finds the frame more unusual
+    mean  the parts' mean: evidence from both adds up
+
+at the scale percentiles of SWEEP. Pooled frame ROC-AUC per anomaly group,
+on the frames every part scores. This is a tool for choices: run it on
+validation clips only. Writes OUT (JSON).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+import common  # noqa: F401  (puts the repository root on sys.path)
+
+RULES = {"max": lambda scaled: np.max(scaled, 0), "mean": lambda scaled: np.mean(scaled, 0)}
+SWEEP = (95, 99, 99.9)  # scale percentiles (99: shipped)
+
+
+def rule_table(clips: list, normal: list, rules=RULES, sweep=SWEEP) -> dict:
+    """ROC-AUC of each rule and scale percentile, per group of `kind_groups`.
+
+    Args:
+        clips: labelled clips, (kind, {part: (T,) scores}, (T,) labels) each.
+        normal: {part: (T,) scores} of each normal clip the scales come from.
+    Returns:
+        {"RULE @PCT": {group: ROC-AUC}}, the frames where some part is NaN left out.
+    """
+    from anomaly.evaluate import kind_groups
+    from anomaly.scoring import roc_auc
+
+    parts = sorted(clips[0][1])
+    table = {}
+    for pct in sweep:
+        scales = {}
+        for n in parts:
+            pooled = np.concatenate([c[n] for c in normal])
+            scales[n] = float(np.percentile(pooled[np.isfinite(pooled)], pct))
+        for name, rule in rules.items():
+            fused = [rule(np.stack([s[n] / scales[n] for n in parts])) for _, s, _ in clips]
+            row = {}
+            for group, kinds in kind_groups([k for k, _, _ in clips]).items():
+                sel = [i for i, (k, _, _) in enumerate(clips) if k in kinds]
+                s = np.concatenate([fused[i] for i in sel])
+                y = np.concatenate([clips[i][2] for i in sel])
+                keep = np.isfinite(s)
+                row[group] = round(roc_auc(s[keep], y[keep]), 3)
+            table[f"{name} @{pct:g}"] = row
+    return table
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="fused detector folder")
+    p.add_argument("--normal-videos", required=True, help="glob of normal clips the scales come from")
+    p.add_argument("--videos", required=True, help="glob of labelled choice clips")
+    p.add_argument("--out", required=True, help="JSON to write")
+    args = p.parse_args(argv)
+
+    from anomaly.evaluate import clip_kind
+    from anomaly.fusion import FusedDetector
+    from anomaly.video import expand_videos, labels_for, read_video
+
+    det = FusedDetector.load(args.model)
+    normal = [det.part_scores(det.features(read_video(q))) for q in expand_videos(args.normal_videos)]
+    clips = []
+    for q in expand_videos(args.videos):
+        raw = det.features(read_video(q))
+        clips.append((clip_kind(os.path.splitext(os.path.basename(q))[0]), det.part_scores(raw),
+                      labels_for(q, len(raw), None)))
+    table = rule_table(clips, normal)
+    for name, row in table.items():
+        print(name, row, flush=True)
+    os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump({"model": args.model, "normal_videos": args.normal_videos, "videos": args.videos,
+                   "clips": len(clips), "roc_auc": table}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -12,8 +12,8 @@ by a rule:
     max   the shipped rule: the part that finds the frame more unusual
     mean  the parts' mean: evidence from both adds up
 
-at the scale percentiles of SWEEP. Pooled frame ROC-AUC per anomaly group,
-on the frames every part scores. This is a tool for choices: run it on
+at the scale percentiles of SWEEP, beside each part alone. Pooled frame
+ROC-AUC per anomaly group, on the frames every part scores. This is a tool for choices: run it on
 validation clips only. Writes OUT (JSON).
 """
 
@@ -38,28 +38,32 @@ def rule_table(clips: list, normal: list, rules=RULES, sweep=SWEEP) -> dict:
         clips: labelled clips, (kind, {part: (T,) scores}, (T,) labels) each.
         normal: {part: (T,) scores} of each normal clip the scales come from.
     Returns:
-        {"RULE @PCT": {group: ROC-AUC}}, the frames where some part is NaN left out.
+        {"PART alone" or "RULE @PCT": {group: ROC-AUC}}, on the frames where every
+        part has a score.
     """
     from anomaly.evaluate import kind_groups
     from anomaly.scoring import roc_auc
 
     parts = sorted(clips[0][1])
-    table = {}
+    groups = kind_groups([k for k, _, _ in clips])
+    keep = [np.all([np.isfinite(s[n]) for n in parts], 0) for _, s, _ in clips]
+
+    def row(scores):
+        out = {}
+        for group, kinds in groups.items():
+            sel = [i for i, (k, _, _) in enumerate(clips) if k in kinds]
+            out[group] = round(roc_auc(np.concatenate([scores[i][keep[i]] for i in sel]),
+                                       np.concatenate([clips[i][2][keep[i]] for i in sel])), 3)
+        return out
+
+    table = {f"{n} alone": row([s[n] for _, s, _ in clips]) for n in parts}
     for pct in sweep:
         scales = {}
         for n in parts:
             pooled = np.concatenate([c[n] for c in normal])
             scales[n] = float(np.percentile(pooled[np.isfinite(pooled)], pct))
         for name, rule in rules.items():
-            fused = [rule(np.stack([s[n] / scales[n] for n in parts])) for _, s, _ in clips]
-            row = {}
-            for group, kinds in kind_groups([k for k, _, _ in clips]).items():
-                sel = [i for i, (k, _, _) in enumerate(clips) if k in kinds]
-                s = np.concatenate([fused[i] for i in sel])
-                y = np.concatenate([clips[i][2] for i in sel])
-                keep = np.isfinite(s)
-                row[group] = round(roc_auc(s[keep], y[keep]), 3)
-            table[f"{name} @{pct:g}"] = row
+            table[f"{name} @{pct:g}"] = row([rule(np.stack([s[n] / scales[n] for n in parts])) for _, s, _ in clips])
     return table
 
 

@@ -140,4 +140,6 @@ def test_fusion_rules_by_hand():
     table = fusion_rules.rule_table(clips, normal, sweep=(100,))
     # max: anomalous 0.75 beats normal 0.5, loses to 1 -> 2 of 4 pairs; the NaN frame is left out.
     # mean: anomalous 0.375 ties normal 0.375, loses to 0.625 -> 1 of 4.
-    assert table == {"max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25}}
+    # a alone: anomalous 3 beats 1 and 2, 0 beats neither -> 2 of 4; b alone: 3 beats 1 -> 1 of 4.
+    assert table == {"a alone": {"all": 0.5, "stop": 0.5}, "b alone": {"all": 0.25, "stop": 0.25},
+                     "max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25}}

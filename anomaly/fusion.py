@@ -70,6 +70,27 @@ class FusionConfig:
         runio.write_json(self.to_dict(), path)
 
 
+def fuse(scores: dict, scales: dict) -> np.ndarray:
+    """{part: (T,) scores} -> (T,) the largest score in units of its part's scale
+    ({part: scale}; NaN wherever a part has no score yet). Scalars give a scalar."""
+    return np.max(np.stack([np.asarray(scores[n], np.float64) / c for n, c in scales.items()]), 0)
+
+
+def part_scales(per_clip: list, scale_percentile: float) -> dict:
+    """{part: its scale}: the `scale_percentile` of the part's scored frames over
+    normal clips, per clip {part: (T,) frame scores} (as `part_scores` gives them)."""
+    if not 0 < scale_percentile <= 100:
+        raise InputError(f"scale_percentile must be in (0, 100], got {scale_percentile}")
+    scales = {}
+    for n in per_clip[0]:
+        s = np.concatenate([c[n] for c in per_clip])
+        s = s[np.isfinite(s)]
+        if s.size == 0:
+            raise InputError("no scored frames to scale the parts on (clips shorter than a window?)")
+        scales[n] = max(float(np.percentile(s, scale_percentile)), 1e-6)
+    return scales
+
+
 def is_fused(meta: dict) -> bool:
     """Whether a detector.json's contents describe a fused detector."""
     return isinstance(meta, dict) and "parts" in meta
@@ -138,9 +159,8 @@ class FusedDetector:
         return {name: p.score_features(raw) for name, p in self.parts.items()}
 
     def fuse(self, scores: dict) -> np.ndarray:
-        """{part: (T,) scores} -> (T,) the largest score in units of its part's scale
-        (NaN wherever a part has no score yet)."""
-        return np.max(np.stack([np.asarray(scores[n], np.float64) / self.config.scales[n] for n in self.parts]), 0)
+        """{part: (T,) scores} -> (T,) the module's `fuse` at this detector's scales."""
+        return fuse(scores, {n: self.config.scales[n] for n in self.parts})
 
     def score_features(self, raw: np.ndarray) -> np.ndarray:
         return self.fuse(self.part_scores(raw))
@@ -161,15 +181,7 @@ class FusedDetector:
         {part: (T,) its frame scores} (as `part_scores` gives them)."""
         pct = self.config.percentile if percentile is None else percentile
         spct = self.config.scale_percentile if scale_percentile is None else scale_percentile
-        if not 0 < spct <= 100:
-            raise InputError(f"scale_percentile must be in (0, 100], got {spct}")
-        scales = {}
-        for n in self.parts:
-            s = np.concatenate([c[n] for c in per_clip])
-            s = s[np.isfinite(s)]
-            if s.size == 0:
-                raise InputError("no scored frames to scale the parts on (clips shorter than a window?)")
-            scales[n] = max(float(np.percentile(s, spct)), 1e-6)
+        scales = part_scales([{n: c[n] for n in self.parts} for c in per_clip], spct)
         self.config = dataclasses.replace(self.config, scales=scales, percentile=pct, scale_percentile=spct,
                                           threshold=0.0, calibrated_on=videos)
         fused = np.concatenate([self.fuse(s) for s in per_clip])
@@ -189,7 +201,7 @@ class FusedDetector:
         got = {name: p.add_features(flow, heatmap) for name, p in self.parts.items()}
         if any(r is None for r in got.values()):
             return None
-        score = max(got[n][1] / self.config.scales[n] for n in self.parts)
+        score = float(self.fuse({n: r[1] for n, r in got.items()}))
         return score > self.threshold, score
 
     def add_frame(self, frame: np.ndarray):

@@ -6,10 +6,11 @@
 
 Each part's frame scores (`FusedDetector.part_scores`) on the clips of
 --videos; each part divided by a percentile of its scores on the normal clips
-of --normal-videos (its scale, as `anomaly.calibrate` sets it), then combined
+of --normal-videos (its scale, `anomaly.fusion.part_scales`, as `anomaly.calibrate`
+sets it), then combined
 by a rule:
 
-    max   the shipped rule: the part that finds the frame more unusual
+    max   the shipped rule (`anomaly.fusion.fuse`): the part that finds the frame more unusual
     mean  the parts' mean: evidence from both adds up
 
 at the scale percentiles of SWEEP, beside each part alone. Pooled frame
@@ -27,11 +28,19 @@ import numpy as np
 
 import common  # noqa: F401  (puts the repository root on sys.path)
 
-RULES = {"max": lambda scaled: np.max(scaled, 0), "mean": lambda scaled: np.mean(scaled, 0)}
+def _mean(scores: dict, scales: dict) -> np.ndarray:
+    return np.mean(np.stack([np.asarray(scores[n], np.float64) / c for n, c in scales.items()]), 0)
+
+
+def _rules() -> dict:
+    """{name: rule(scores, scales) -> (T,)}; "max" is the detector's own `anomaly.fusion.fuse`."""
+    from anomaly.fusion import fuse
+
+    return {"max": fuse, "mean": _mean}
 SWEEP = (95, 99, 99.9)  # scale percentiles (99: shipped)
 
 
-def rule_table(clips: list, normal: list, rules=RULES, sweep=SWEEP) -> dict:
+def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
     """ROC-AUC of each rule and scale percentile, per group of `kind_groups`.
 
     Args:
@@ -42,8 +51,10 @@ def rule_table(clips: list, normal: list, rules=RULES, sweep=SWEEP) -> dict:
         part has a score.
     """
     from anomaly.evaluate import kind_groups
+    from anomaly.fusion import part_scales
     from anomaly.scoring import roc_auc
 
+    rules = rules or _rules()
     parts = sorted(clips[0][1])
     groups = kind_groups([k for k, _, _ in clips])
     keep = [np.all([np.isfinite(s[n]) for n in parts], 0) for _, s, _ in clips]
@@ -58,12 +69,9 @@ def rule_table(clips: list, normal: list, rules=RULES, sweep=SWEEP) -> dict:
 
     table = {f"{n} alone": row([s[n] for _, s, _ in clips]) for n in parts}
     for pct in sweep:
-        scales = {}
-        for n in parts:
-            pooled = np.concatenate([c[n] for c in normal])
-            scales[n] = float(np.percentile(pooled[np.isfinite(pooled)], pct))
+        scales = part_scales(normal, pct)  # as the detector's calibration sets them
         for name, rule in rules.items():
-            table[f"{name} @{pct:g}"] = row([rule(np.stack([s[n] / scales[n] for n in parts])) for _, s, _ in clips])
+            table[f"{name} @{pct:g}"] = row([rule(s, scales) for _, s, _ in clips])
     return table
 
 

@@ -1,7 +1,8 @@
 """Frame cells and score reductions shared by every part of the anomaly detector:
 the scored windows of a clip, the cell grid of a frame and its reductions
-("mean", "local"), the border crop, the causal smoothing of frame scores and the
-percentile threshold. The lowest floor of `anomaly`'s scoring: the per-location
+("mean", "local"), the border crop, the causal smoothing of frame scores, the
+percentile threshold, and the scaled maximum that combines a score's parts (the
+motion model's own parts, and the fused detector's). The lowest floor of `anomaly`'s scoring: the per-location
 baseline (`anomaly.location`), the motion model (`anomaly.motion`) and the
 streaming `anomaly.detector` build on it.
 """
@@ -91,3 +92,19 @@ def percentile_threshold(errors, percentile: float) -> float:
     if not 0 < percentile < 100:
         raise InputError(f"percentile must be in (0, 100), got {percentile}")
     return float(np.percentile(e, percentile))
+
+
+def percentile_scale(values, percentile: float) -> float:
+    """A part's scale: the `percentile` of its finite scores on held-out normal
+    frames, at least 1e-6 (a part that never fires still divides safely)."""
+    v = np.asarray(values, np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        raise InputError("no scored frames to scale the parts on (clips shorter than a window?)")
+    return max(float(np.percentile(v, percentile)), 1e-6)
+
+
+def scaled_max(parts, scales) -> np.ndarray:
+    """(..., k) part scores and their k scales -> (...) the largest part in units
+    of its scale: max_k parts[..., k] / scales[k] (NaN where a part has none yet)."""
+    return (np.asarray(parts, np.float64) / np.asarray(scales, np.float64)).max(axis=-1)

@@ -32,7 +32,7 @@ import os
 import numpy as np
 
 import runio
-from anomaly.cells import causal_max, reduce_error_map, window_starts, windows
+from anomaly.cells import causal_max, reduce_error_map, scaled_max, window_starts, windows
 from anomaly.config import DetectorConfig, check_border
 from anomaly.features import FeatureExtractor, Normalizer, stack_features
 from cli import InputError
@@ -263,7 +263,7 @@ class MotionDetector(Detector):
     def motion_scores(self, raw: np.ndarray, batch: int = 64) -> np.ndarray:
         """(T, S, S, C) raw features -> (T,) fused motion-model scores (ensemble
         mean), before smoothing. Each frame's flow is the one from the frame before."""
-        from anomaly.motion import DENSITY, frame_parts, fuse
+        from anomaly.motion import DENSITY, frame_parts
 
         out = np.zeros(len(raw), np.float64)
         for i, (norm, cfg) in enumerate(zip(self.normalizers, self.motion_cfgs)):
@@ -271,7 +271,7 @@ class MotionDetector(Detector):
             for j in range(0, len(x), batch):
                 y = self._predict(i, x[j:j + batch])
                 parts = frame_parts(y, raw[j:j + batch], cfg, self.score, self.counts[i])
-                out[j:j + batch] += fuse(parts, self.scales[i][self.score])
+                out[j:j + batch] += scaled_max(parts, self.scales[i][self.score])
         return out / len(self.normalizers)
 
     def window_errors(self, raw_windows: np.ndarray) -> np.ndarray:

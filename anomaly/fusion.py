@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.cells import percentile_threshold
+from anomaly.cells import percentile_scale, percentile_threshold, scaled_max
 from cli import InputError
 
 PARTS = ("reconstruct", "motion")
@@ -73,7 +73,7 @@ class FusionConfig:
 def fuse(scores: dict, scales: dict) -> np.ndarray:
     """{part: (T,) scores} -> (T,) the largest score in units of its part's scale
     ({part: scale}; NaN wherever a part has no score yet). Scalars give a scalar."""
-    return np.max(np.stack([np.asarray(scores[n], np.float64) / c for n, c in scales.items()]), 0)
+    return scaled_max(np.stack([np.asarray(scores[n], np.float64) for n in scales], -1), list(scales.values()))
 
 
 def part_scales(per_clip: list, scale_percentile: float) -> dict:
@@ -81,14 +81,7 @@ def part_scales(per_clip: list, scale_percentile: float) -> dict:
     normal clips, per clip {part: (T,) frame scores} (as `part_scores` gives them)."""
     if not 0 < scale_percentile <= 100:
         raise InputError(f"scale_percentile must be in (0, 100], got {scale_percentile}")
-    scales = {}
-    for n in per_clip[0]:
-        s = np.concatenate([c[n] for c in per_clip])
-        s = s[np.isfinite(s)]
-        if s.size == 0:
-            raise InputError("no scored frames to scale the parts on (clips shorter than a window?)")
-        scales[n] = max(float(np.percentile(s, scale_percentile)), 1e-6)
-    return scales
+    return {n: percentile_scale(np.concatenate([c[n] for c in per_clip]), scale_percentile) for n in per_clip[0]}
 
 
 def is_fused(meta: dict) -> bool:

@@ -27,7 +27,8 @@ Each frame gets two scores from the model, and a third from counts:
 Surprise sees one cell at a time, so a whole crowd standing still (a bin the
 cells see now and then in normal frames) hardly moves it; the pace, summed over
 the frame first, does. The detector's frame score is the largest part divided
-by its scale, max(surprise / s_surprise, pace / s_pace, counts / s_counts), the
+by its scale, max(surprise / s_surprise, pace / s_pace, counts / s_counts)
+(`anomaly.cells.scaled_max`), the
 scales being the parts' 99th percentiles on held-out normal clips
 (`calibrate_scales`), then the detector's causal smoothing.
 
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.cells import cell_grid, reduce_cells
+from anomaly.cells import cell_grid, percentile_scale, reduce_cells
 from anomaly.location import LocationModel
 from anomaly.model import MotionConfig
 
@@ -115,11 +116,6 @@ def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "l
     return np.stack([surprise, pace, reduce_cells(location.bin_surprise(b), "mean")], axis=1)
 
 
-def fuse(parts: np.ndarray, scales) -> np.ndarray:
-    """(T, k) parts -> (T,) frame scores: the largest part in units of its scale."""
-    return (np.asarray(parts, np.float64) / np.asarray(scales, np.float64)).max(axis=-1)
-
-
 def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, lr: float = 1e-3,
         epochs: int = 30, batch_size: int = 32, patience: int = 6, verbose: int = 2, callbacks=()):
     """Trains a motion model on normal clips' raw features.
@@ -168,5 +164,4 @@ def calibrate_scales(model, cfg: MotionConfig, density_norm, feats: list,
         y = model.predict(density_norm(f[1:])[..., DENSITY:DENSITY + 1], verbose=0)
         for how, p in parts.items():
             p.append(frame_parts(y, f[1:], cfg, how, counts))
-    return {how: np.maximum(np.percentile(np.concatenate(p), percentile, axis=0), 1e-6).tolist()
-            for how, p in parts.items()}
+    return {how: [percentile_scale(col, percentile) for col in np.concatenate(p).T] for how, p in parts.items()}

@@ -84,7 +84,7 @@ def run_windowed(train, held, clips, norm, cfg, window, epochs):
     import keras
 
     from anomaly import motion
-    from anomaly.cells import causal_max, windows
+    from anomaly.cells import causal_max, scaled_max, windows
 
     def arrays(feats):
         xs, bins, speeds = [], [], []
@@ -114,7 +114,7 @@ def run_windowed(train, held, clips, norm, cfg, window, epochs):
         return p
 
     scales = np.nanpercentile(np.concatenate([parts(f) for f in held]), 95, axis=0)
-    return {k: causal_max(motion.fuse(parts(raw), scales), 8) for k, (raw, _) in clips.items()}
+    return {k: causal_max(scaled_max(parts(raw), scales), 8) for k, (raw, _) in clips.items()}
 
 
 def run_frame(train, held, clips, norm, cfg, epochs):

@@ -76,6 +76,20 @@ def test_threshold_calibration_on_toy_errors():
         percentile_threshold([np.nan], 95)
 
 
+def test_part_scale_and_scaled_max_by_hand():
+    from anomaly.cells import percentile_scale, scaled_max
+
+    # the median of 1..4 with a NaN left out; a part that never fires gets the floor
+    assert percentile_scale([1.0, 2.0, np.nan, 3.0, 4.0], 50) == pytest.approx(2.5)
+    assert percentile_scale(np.zeros(5), 99) == 1e-6
+    with pytest.raises(ValueError, match="no scored frames"):
+        percentile_scale([np.nan], 99)
+    # frame 0: max(1/2, 4/4) = 1; frame 1: max(3/2, 1/4) = 1.5; frame 2 has no score yet
+    got = scaled_max([[1.0, 4.0], [3.0, 1.0], [np.nan, 1.0]], [2.0, 4.0])
+    np.testing.assert_allclose(got[:2], [1.0, 1.5])
+    assert np.isnan(got[2])
+
+
 def test_score_reductions_by_hand():
     from anomaly.cells import reduce_error_map
 

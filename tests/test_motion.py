@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from anomaly import motion
+from anomaly.cells import scaled_max
 from anomaly.detector import Detector, MotionDetector
 from anomaly.features import FeatureConfig, Normalizer
 from anomaly.model import MotionConfig, build_motion_model
@@ -59,7 +60,7 @@ def test_frame_parts_by_hand():
         parts = motion.frame_parts(out, raw, cfg, how)
         np.testing.assert_allclose(parts[:, 0], np.log(28 / 3), rtol=1e-6)
         np.testing.assert_allclose(parts[:, 1], abs(np.log(0.52 / 0.27)), rtol=1e-6)
-    np.testing.assert_allclose(motion.fuse([[1.0, 4.0], [3.0, 1.0]], [2.0, 4.0]), [1.0, 1.5])
+    np.testing.assert_allclose(scaled_max([[1.0, 4.0], [3.0, 1.0]], [2.0, 4.0]), [1.0, 1.5])
     # the counts part: every cell saw bin 18 eight times and bin 0 twice, so with
     # add-one smoothing over 26 bins p(18) = 9 / 36 and each cell scores log 4
     counts = np.zeros((8, 8, 26), np.int64)

@@ -12,7 +12,9 @@ stops when the source ends, drops or sends nothing for --timeout seconds, at
 --max-frames or --duration, or on Ctrl-C, and then writes OUT/scores.png (score
 over time, the threshold and, with --labels, the true anomalous spans) and
 OUT/annotated.mp4 (a red border and the score on anomalous frames; --gif for a
-GIF too), and prints the frames per second it sustained (features + model).
+GIF too), and prints the frames per second it sustained. Results come up to
+three frames behind the source: the networks of three frames run at once
+(`anomaly.streaming`).
 """
 
 from __future__ import annotations
@@ -61,9 +63,10 @@ def check_args(args) -> None:
 
 
 class Stream:
-    """One run over a source: scores each frame with `det.add_frame`, appends its
-    row to scores.csv (flushed), writes its annotated frame, and prints an alert
-    at each onset. `run()` returns when the source ends or a stop condition hits."""
+    """One run over a source: scores its frames (`anomaly.streaming`), appends
+    each frame's row to scores.csv (flushed), writes its annotated frame, and
+    prints an alert at each onset. `run()` returns when the source ends or a
+    stop condition hits."""
 
     def __init__(self, det, out: str, max_frames=None, duration=None, keep_frames=False):
         self.det, self.out = det, out
@@ -71,12 +74,25 @@ class Stream:
         self.scores, self.flags, self.frames = [], [], [] if keep_frames else None
         self.stopped_by = "end of source"
         self.frame_hw = None
-        self.busy = 0.0  # seconds in det.add_frame: features + model
+        self.waited = 0.0  # seconds spent waiting for the source's next frame (reading a file: decoding it)
+
+    def _timed(self, frames):
+        it = iter(frames)
+        while True:
+            t = time.perf_counter()
+            try:
+                frame = next(it)
+            except StopIteration:
+                return
+            finally:
+                self.waited += time.perf_counter() - t
+            yield frame
 
     def run(self, frames) -> tuple[float, float]:
         """Consumes an iterable of uint8 RGB frames; returns the frames per second
-        of the detector (features + model) and of the whole loop (outputs written,
-        and waiting for a live source's frames)."""
+        of the detector with its outputs written (the time spent waiting for the
+        source left out) and of the whole loop."""
+        from anomaly.streaming import scored_frames
         from anomaly.video import VideoWriter
 
         video = VideoWriter(os.path.join(self.out, "annotated.mp4"))
@@ -84,9 +100,10 @@ class Stream:
         with open(os.path.join(self.out, "scores.csv"), "w", newline="") as f:
             rows = csv.writer(f)
             rows.writerow(["frame", "score", "is_anomaly"])
+            results = scored_frames(self.det, self._timed(frames))
             try:
-                for frame in frames:
-                    self.add(frame, rows, video, time.perf_counter() - t0)
+                for frame, r in results:
+                    self.add(frame, r, rows, video, time.perf_counter() - t0)
                     f.flush()
                     if self.max_frames is not None and len(self.scores) >= self.max_frames:
                         self.stopped_by = f"--max-frames {self.max_frames}"
@@ -97,15 +114,13 @@ class Stream:
             except KeyboardInterrupt:
                 self.stopped_by = "Ctrl-C"
             finally:
+                results.close()
                 video.close()
-        n = len(self.scores)
-        return n / max(self.busy, 1e-9), n / max(time.perf_counter() - t0, 1e-9)
+        n, wall = len(self.scores), time.perf_counter() - t0
+        return n / max(wall - self.waited, 1e-9), n / max(wall, 1e-9)
 
-    def add(self, frame, rows, video, seconds: float) -> None:
+    def add(self, frame, r, rows, video, seconds: float) -> None:
         i = len(self.scores)
-        t = time.perf_counter()
-        r = self.det.add_frame(frame)
-        self.busy += time.perf_counter() - t
         score, flag = (np.nan, None) if r is None else (r[1], bool(r[0]))
         if flag and not (self.flags and self.flags[-1]):
             print(f"ALERT frame {i} at {seconds:.1f} s: score {score:.3f} > threshold {self.det.threshold:.3f}",
@@ -156,6 +171,9 @@ def detect(args) -> None:
     check_args(args)
     det = apply_overrides(load_detector(args.model), args)
     labels = read_labels(args.labels) if args.labels else None
+    t = time.perf_counter()
+    det.warm_up()
+    print(f"detector ready in {time.perf_counter() - t:.1f} s (networks compiled before the source opens)", flush=True)
     source = iter_video(args.source, args.timeout)  # opened before anything is written
     output_dir(args.out)
     run = Stream(det, args.out, args.max_frames, args.duration, keep_frames=args.gif)
@@ -168,8 +186,8 @@ def detect(args) -> None:
     for line in scene_warnings(scores, det.threshold, run.frame_hw, det.feature_cfg.frame_size):
         print(line, file=sys.stderr)
     n_anom = sum(1 for a in run.flags if a)
-    print(f"{len(scores)} frames at {fps:.1f} frames/s (features + model, streaming; {loop_fps:.1f} frames/s "
-          f"with the outputs written; stopped by {run.stopped_by}); {n_anom} flagged anomalous; "
+    print(f"{len(scores)} frames at {fps:.1f} frames/s (features, model and outputs, the source's own time left "
+          f"out; {loop_fps:.1f} frames/s in all; stopped by {run.stopped_by}); {n_anom} flagged anomalous; "
           f"wrote {args.out}/scores.csv, scores.png, annotated.mp4")
 
 

@@ -177,6 +177,15 @@ class Detector:
         return np.stack([ex(f) for f in frames])
 
     # -------------------------------------------------------------- streaming
+    def warm_up(self) -> None:
+        """Scores one blank window of the stream's shape, so that the networks'
+        one-window call is traced (and compiled by XLA) before a source opens
+        rather than at its first full window: a stall of ~3 s on 2 cores that a
+        live camera would have to buffer. The stream's state is not touched."""
+        s = self.feature_cfg.frame_size
+        f = stack_features(np.zeros((s, s, 2), np.float32), np.zeros((s, s), np.float32), self.feature_cfg)
+        self.window_errors(np.zeros((1, self.window, *f.shape), np.float32))
+
     def reset(self):
         """Starts a new stream."""
         self._extractor = None
@@ -188,31 +197,56 @@ class Detector:
     def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
         """Precomputed features of the next frame: flow (S, S, 2), heatmap (S, S).
         Returns None until a window is full, then (is_anomaly, error)."""
+        return self.finish(self.score_pending(self.push(flow, heatmap)))
+
+    def add_frame(self, frame: np.ndarray):
+        """The next video frame (H, W, 3) uint8 RGB or (H, W) gray. Returns None
+        until a window is full, then (is_anomaly, error)."""
+        return self.add_features(*self.frame_features(frame))
+
+    # A streamed frame in three steps, so that `anomaly.streaming` can run the
+    # networks of several frames at once: push and finish in stream order on one
+    # thread, score_pending (the networks) on any.
+    def frame_features(self, frame: np.ndarray) -> tuple:
+        """The next video frame -> its (flow (S, S, 2), heatmap (S, S)), from this stream's extractor."""
+        if self._extractor is None:
+            self._extractor = FeatureExtractor(self.feature_cfg, self._detector)
+        f = self._extractor(frame)
+        return f[..., :2], f[..., 2]
+
+    def push(self, flow: np.ndarray, heatmap: np.ndarray) -> tuple:
+        """Buffers the next frame's features. Returns (full, window): whether a
+        window is full, and the window to score, (1, W, S, S, C) raw features, or
+        None where none is due (before the first, and between strides)."""
         s = self.feature_cfg.frame_size
         flow, heatmap = np.asarray(flow, np.float32), np.asarray(heatmap, np.float32)
         if flow.shape != (s, s, 2) or heatmap.shape != (s, s):
             raise ValueError(f"flow must be ({s}, {s}, 2) and heatmap ({s}, {s}); "
                              f"got {flow.shape} and {heatmap.shape}")
-        f = stack_features(flow, heatmap, self.feature_cfg)
-        self._buf.append(f)
-        if len(self._buf) > self.window:
-            self._buf.pop(0)
+        self._buf = (self._buf + [stack_features(flow, heatmap, self.feature_cfg)])[-self.window:]
         self._count += 1
-        if self._count < self.window:
+        full = self._count >= self.window
+        due = full and (self._count - self.window) % self.stride == 0
+        return full, np.stack(self._buf)[None] if due else None
+
+    def score_pending(self, pending: tuple) -> tuple:
+        """push's (full, window) -> (full, the window's last-frame error, or None
+        where no window was due). Reads no stream state: any thread may run it."""
+        full, window = pending
+        return full, None if window is None else float(self.window_errors(window)[0, -1])
+
+    def finish(self, scored: tuple):
+        """In stream order: score_pending's (full, error) -> None before the first
+        window, else (is_anomaly, score): the latest window's error, max over the
+        last `smooth` frames."""
+        full, err = scored
+        if not full:
             return None
-        if self._last is None or (self._count - self.window) % self.stride == 0:
-            self._last = float(self.window_errors(np.stack(self._buf)[None])[0, -1])
+        if err is not None:
+            self._last = err
         self._recent = (self._recent + [self._last])[-max(1, self.smooth):]
         score = max(self._recent)
         return score > self.threshold, score
-
-    def add_frame(self, frame: np.ndarray):
-        """The next video frame (H, W, 3) uint8 RGB or (H, W) gray. Returns None
-        until a window is full, then (is_anomaly, error)."""
-        if self._extractor is None:
-            self._extractor = FeatureExtractor(self.feature_cfg, self._detector)
-        f = self._extractor(frame)
-        return self.add_features(f[..., :2], f[..., 2])
 
 
 class ReconstructionDetector(Detector):

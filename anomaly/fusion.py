@@ -182,6 +182,11 @@ class FusedDetector:
         return self.config
 
     # -------------------------------------------------------------- streaming
+    def warm_up(self) -> None:
+        """Each part's `Detector.warm_up`."""
+        for p in self.parts.values():
+            p.warm_up()
+
     def reset(self):
         """Starts a new stream."""
         for p in self.parts.values():
@@ -191,20 +196,34 @@ class FusedDetector:
     def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
         """Precomputed features of the next frame (as `Detector.add_features`).
         Returns None until every part has a score, then (is_anomaly, score)."""
-        got = {name: p.add_features(flow, heatmap) for name, p in self.parts.items()}
-        if any(r is None for r in got.values()):
-            return None
-        score = float(self.fuse({n: r[1] for n, r in got.items()}))
-        return score > self.threshold, score
+        return self.finish(self.score_pending(self.push(flow, heatmap)))
 
     def add_frame(self, frame: np.ndarray):
         """The next video frame (H, W, 3) uint8 RGB or (H, W) gray; see add_features."""
+        return self.add_features(*self.frame_features(frame))
+
+    # The three steps of a streamed frame, as `Detector`'s, for every part.
+    def frame_features(self, frame: np.ndarray) -> tuple:
+        """The next video frame -> (flow, heatmap), the features the parts share."""
         from anomaly.features import FeatureExtractor
 
         if self._extractor is None:
             self._extractor = FeatureExtractor(self.feature_cfg, next(iter(self.parts.values()))._detector)
         f = self._extractor(frame)
-        return self.add_features(f[..., :2], f[..., 2])
+        return f[..., :2], f[..., 2]
+
+    def push(self, flow: np.ndarray, heatmap: np.ndarray) -> dict:
+        return {name: p.push(flow, heatmap) for name, p in self.parts.items()}
+
+    def score_pending(self, pending: dict) -> dict:
+        return {name: self.parts[name].score_pending(x) for name, x in pending.items()}
+
+    def finish(self, scored: dict):
+        got = {name: self.parts[name].finish(x) for name, x in scored.items()}
+        if any(r is None for r in got.values()):
+            return None
+        score = float(self.fuse({n: r[1] for n, r in got.items()}))
+        return score > self.threshold, score
 
 
 def load_detector(paths, detector=None):

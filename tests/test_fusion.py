@@ -58,6 +58,42 @@ def test_fused_streaming_equals_offline_and_calibration_by_hand():
     assert np.nanmax(fused) == pytest.approx(1.0)  # a part at its own largest value scores 1
 
 
+def test_warm_up_traces_the_stream_call_and_leaves_the_stream_alone():
+    det = _fused()
+    assert all(not p._fns for p in det.parts.values())
+    det.warm_up()
+    assert all(set(p._fns) == {(0, True)} for p in det.parts.values())  # the one-window call, as streaming makes it
+    raw = np.random.default_rng(1).normal(size=(8, S, S, 3)).astype(np.float32)
+    plain = [det.add_features(f[..., :2], f[..., 2]) for f in raw]
+    det.reset()
+    interrupted = [det.add_features(f[..., :2], f[..., 2]) for f in raw[:5]]
+    det.warm_up()  # mid-stream: a blank window must not enter the buffers
+    interrupted += [det.add_features(f[..., :2], f[..., 2]) for f in raw[5:]]
+    assert interrupted == plain and plain[-1] is not None
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_streaming_with_workers_gives_add_frames_results_in_order(workers):
+    from anomaly.streaming import scored_frames
+
+    det = _fused()
+    for p in det.parts.values():
+        p.stride, p.smooth = 2, 3  # the in-order bookkeeping a worker must not do
+    frames = list(np.random.default_rng(2).integers(0, 256, size=(11, 24, 24, 3), dtype=np.uint8))
+    expected = [det.add_frame(f) for f in frames]
+    det.reset()
+    got = list(scored_frames(det, frames, workers))
+    assert [f is g for f, (g, _) in zip(frames, got)] == [True] * len(frames)
+    assert [r for _, r in got] == expected and expected[-1] is not None and expected[2] is None
+
+    det.reset()
+    early = scored_frames(det, iter(frames), workers)
+    assert [r for _, r in (next(early) for _ in range(6))] == expected[:6]
+    early.close()  # a stop (--max-frames, Ctrl-C) drops the frames in flight
+    with pytest.raises(ValueError, match="workers must be >= 1, got 0"):
+        next(scored_frames(det, frames, 0))
+
+
 def test_fusion_config_refuses_bad_values():
     with pytest.raises(InputError, match="parts must be"):
         FusionConfig(["reconstruct", "reconstruct"], {"reconstruct": 1.0}, 1.0)

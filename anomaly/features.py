@@ -21,7 +21,8 @@ class FeatureConfig:
     """frame_size: working size S; flow: "farneback" (OpenCV's dense flow; DIS
     flow scored below it on the real-footage validation clips and was removed,
     anomaly/README.md); density: "mog2"
-    (background subtraction) or "keypoints" (a detector adapter); blur: Gaussian
+    (background subtraction), "hog" (OpenCV's HOG people detector's boxes) or
+    "keypoints" (a detector adapter: YOLO-pose unless one is given); blur: Gaussian
     sigma of the density heatmap in pixels at size S; mog2_history and
     mog2_learning_rate: MOG2's background model (learning rate -1: OpenCV's
     1 / history, which absorbs a person who stands still within a few dozen
@@ -155,6 +156,35 @@ class YoloPoseDetector:
         return res.keypoints.xy.cpu().numpy().reshape(-1, 2)
 
 
+class HogPeopleDetector:
+    """Person boxes from OpenCV's HOG people detector (HOG features and a linear
+    SVM, Dalal & Triggs 2005), built into OpenCV 4: nothing to download. OpenCV 5
+    moved it out of its main modules, hence the version check. Boxes (B, 4) as
+    (x1, y1, x2, y2) in the frame's pixels. People smaller than its 64x128 window
+    are not found, so frames are searched at `height` pixels high (the real
+    clips, 288 high: 0.58 people found a frame as they are, 3.2 at 576)."""
+
+    height = 576
+
+    def __init__(self):
+        import cv2
+
+        if not hasattr(cv2, "HOGDescriptor"):
+            raise InputError(f"--density hog needs OpenCV's HOGDescriptor, which OpenCV {cv2.__version__} does not "
+                             "have in its main modules; pip install 'opencv-python-headless<5', or use --density mog2")
+        self.hog = cv2.HOGDescriptor()
+        self.hog.setSVMDetector(cv2.HOGDescriptor_getDefaultPeopleDetector())
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        import cv2
+
+        k = self.height / frame.shape[0]
+        big = cv2.resize(frame, (round(frame.shape[1] * k), self.height)) if k != 1 else frame
+        boxes, _ = self.hog.detectMultiScale(np.ascontiguousarray(big), winStride=(8, 8), padding=(8, 8), scale=1.05)
+        b = np.asarray(boxes, np.float32).reshape(-1, 4) / k  # (x, y, w, h) in the frame's pixels
+        return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
+
+
 class FeatureExtractor:
     """Stateful per-stream features: call on each frame in order."""
 
@@ -164,8 +194,10 @@ class FeatureExtractor:
             self.density = Mog2Density(self.cfg)
         elif self.cfg.density == "keypoints":
             self.density = KeypointDensity(detector or YoloPoseDetector(), self.cfg)
+        elif self.cfg.density == "hog":
+            self.density = KeypointDensity(detector or HogPeopleDetector(), self.cfg)
         else:
-            raise InputError(f"density must be mog2 or keypoints, got {self.cfg.density!r}")
+            raise InputError(f"density must be mog2, hog or keypoints, got {self.cfg.density!r}")
         self.prev = None
 
     def flow(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -32,6 +32,8 @@ import runio  # noqa: E402
 from cli import CliParser, InputError, UserError, run_cli  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
+# --density -> FeatureConfig.density (the person density the features carry)
+DENSITIES = {"mog2": "mog2", "hog": "hog", "yolo-pose": "keypoints"}
 
 # Settings that only some objectives read: given with another, they are refused
 # instead of silently ignored (the fused detector reads both parts' settings).
@@ -65,7 +67,7 @@ class TrainSettings:
     score: str = "local"              # frame reduction: worst cell or "mean"
     border: int = 4                   # pixels left out at each edge
     smooth: int = 8                   # causal max over N frames
-    density: str = "mog2"             # or "yolo-pose" (Ultralytics, the user's install and weights)
+    density: str = "mog2"             # or "hog" (OpenCV 4), "yolo-pose" (Ultralytics, the user's install and weights)
     mog2_learning_rate: float = 0.001  # -1: OpenCV's 1 / history, which absorbs people who stand
     mog2_warmup: int = 10             # frames at the rate 1 / (t + 1) first (no ghosts)
     still_speed: float = 0.0          # > 0: a standing-density channel
@@ -161,8 +163,9 @@ def parse_args(argv=None) -> TrainSettings:
     p.add_argument("--smooth", type=int, default=d.smooth,
                    help="frame score = max over the last N frames' window scores (1 = off; default %(default)s, "
                         "chosen on the synthetic benchmark's validation clips)")
-    p.add_argument("--density", default=d.density, choices=["mog2", "yolo-pose"],
-                   help="person density: MOG2 background subtraction (no weights; the default) or YOLO-pose "
+    p.add_argument("--density", default=d.density, choices=sorted(DENSITIES),
+                   help="person density: MOG2 background subtraction (no weights; the default), OpenCV's HOG "
+                        "people detector (OpenCV 4: pip install 'opencv-python-headless<5') or YOLO-pose "
                         "keypoints (needs pip install ultralytics and its weights)")
     p.add_argument("--mog2-learning-rate", type=float, default=d.mog2_learning_rate,
                    help="background-model learning rate (-1: 1/history; small keeps standing people visible) "
@@ -244,7 +247,7 @@ def train(cfg: TrainSettings):
     rng = np.random.default_rng(cfg.seed)
     tr_clips = tr_clips + [augment_clip(c, rng) for c in tr_clips for _ in range(cfg.augment)]
     fcfg = FeatureConfig(frame_size=cfg.frame_size,
-                         density="keypoints" if cfg.density == "yolo-pose" else "mog2",
+                         density=DENSITIES[cfg.density],
                          mog2_learning_rate=cfg.mog2_learning_rate, mog2_warmup=cfg.mog2_warmup,
                          still_speed=cfg.still_speed)
     t0 = time.time()

@@ -59,6 +59,30 @@ def test_density_and_keypoint_adapter():
     assert mog[-1, 30, 25, 2] > mog[-1, 5, 5, 2]  # the new object lights up the density map
 
 
+def test_hog_people_boxes_and_the_opencv_it_needs():
+    import cv2
+
+    from anomaly.features import HogPeopleDetector
+    from cli import InputError
+
+    if not hasattr(cv2, "HOGDescriptor"):  # OpenCV 5: one line saying which OpenCV has it
+        with pytest.raises(InputError, match="--density hog needs OpenCV's HOGDescriptor.*opencv-python-headless<5"):
+            FeatureExtractor(FeatureConfig(frame_size=S, density="hog"))
+    else:
+        assert HogPeopleDetector()(np.zeros((128, 64, 3), np.uint8)).shape == (0, 4)
+
+    class FakeHog:  # OpenCV returns (x, y, w, h) boxes
+        def detectMultiScale(self, frame, **kw):
+            return np.array([[10, 20, 30, 40]]), np.array([1.0])
+
+    det = HogPeopleDetector.__new__(HogPeopleDetector)
+    det.hog = FakeHog()
+    det.height = 64
+    np.testing.assert_array_equal(det(np.zeros((64, 80, 3), np.uint8)), [[10, 20, 40, 60]])  # (x1, y1, x2, y2)
+    det.height = 128  # searched at twice the size: boxes come back in the frame's pixels
+    np.testing.assert_array_equal(det(np.zeros((64, 80, 3), np.uint8)), [[5, 10, 20, 30]])
+
+
 def test_normalizer():
     a = np.zeros((2, 4, 4, 3), np.float32)
     a[1] = 2.0

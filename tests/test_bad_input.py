@@ -226,6 +226,8 @@ CASES = [
     (a_train.main, TRAIN_DET + ["--lr", "0"], "--lr"),
     *([(a_train.main, TRAIN_DET + ["--density", "yolo-pose"], "--density yolo-pose needs Ultralytics")]
       if importlib.util.find_spec("ultralytics") is None else []),
+    *([(a_train.main, TRAIN_DET + ["--density", "hog"], "--density hog needs OpenCV's HOGDescriptor")]
+      if not hasattr(importlib.import_module("cv2"), "HOGDescriptor") else []),
     (a_train.main, ["--videos", "{video}", "--out", "{under_file}"], "a_file"),
     (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--percentile", "120"], "percentile"),
     (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--scale-percentile", "0"], "--scale-percentile"),

@@ -162,7 +162,7 @@ class HogPeopleDetector:
     moved it out of its main modules, hence the version check. Boxes (B, 4) as
     (x1, y1, x2, y2) in the frame's pixels. People smaller than its 64x128 window
     are not found, so frames are searched at `height` pixels high (the real
-    clips, 288 high: 0.58 people found a frame as they are, 3.2 at 576)."""
+    clips, 288 high: 0.58 people found a frame as they are, 3.68 at 576)."""
 
     height = 576
 

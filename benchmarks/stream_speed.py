@@ -63,7 +63,7 @@ def main(argv=None):
             run(det, frames)
             fps[name].append(round(len(frames) / (time.perf_counter() - t), 1))
             print(f"repeat {r}: {name}: {fps[name][-1]} frames/s", flush=True)
-    res = {"model": args.model, "video": args.video, "frames": len(frames), "cpu_cores": os.cpu_count(),
+    res = {"model": args.model, "video": os.path.basename(args.video), "frames": len(frames), "cpu_cores": os.cpu_count(),
            "frames_per_second": fps, "median": {m: float(np.median(v)) for m, v in fps.items()}}
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:

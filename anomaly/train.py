@@ -119,73 +119,62 @@ class TrainSettings:
 def parse_args(argv=None) -> TrainSettings:
     d = TrainSettings
     p = CliParser(__doc__, "python -m anomaly.train")
+
+    def setting(name: str, help: str, **kw):
+        """--NAME for the TrainSettings field NAME: its default, its type (where
+        no choices are given) and the default named at the end of the help."""
+        default = getattr(d, name)
+        if "choices" not in kw:
+            kw["type"] = type(default)
+        p.add_argument("--" + name.replace("_", "-"), default=default, help=f"{help} (default: %(default)s)", **kw)
+
     p.add_argument("--videos", required=True, help='glob of normal clips, e.g. "data/crowd/train/*.mp4"')
-    p.add_argument("--out", default=d.out, help="detector folder (default: %(default)s)")
+    setting("out", "detector folder")
     p.add_argument("--overwrite", action="store_true", help="replace a detector already in --out")
     p.add_argument("--tensorboard", default=None, metavar="DIR",
                    help="also log the fit's losses for TensorBoard into DIR (tensorboard --logdir DIR)")
-    p.add_argument("--objective", default=d.objective, choices=["fused", "reconstruct", "motion"],
-                   help="fused: both of the others, each scaled on the held-out clips, the frame scored by the "
-                        "more unusual (anomaly/fusion.py; the default); reconstruct: a ConvLSTM autoencoder "
-                        "reconstructs windows of features; motion: a model of how people move where they stand "
-                        "(anomaly/motion.py)")
-    p.add_argument("--preset", default=d.preset, choices=["light", "strong"], help="autoencoder size (default: light)")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="(default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="windows per replica (global = this x replicas; the motion model takes 4x as many "
-                        "frames) (default: %(default)s)")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--seq-len", type=int, default=d.seq_len, help="frames per autoencoder window (default: %(default)s)")
-    p.add_argument("--frame-size", type=int, default=d.frame_size,
-                   help="features are computed at this size S x S (default: %(default)s)")
-    p.add_argument("--window-stride", type=int, default=d.window_stride,
-                   help="stride of the training windows (default: %(default)s)")
-    p.add_argument("--stride", type=int, default=d.stride,
-                   help="score a window every N frames (saved; 1 = every frame scored by its own window, "
-                        "chosen on validation, ~25 frames/s streamed on 2 cores; 2: ~44 frames/s, less accurate; "
-                        "anomaly/README.md, Speed) (default: %(default)s)")
-    p.add_argument("--percentile", type=float, default=d.percentile,
-                   help="threshold percentile of held-out normal scores (90: a lower threshold, more alarms; 98: fewer) (default: %(default)s)")
-    p.add_argument("--scale-percentile", type=float, default=d.scale_percentile,
-                   help="motion objective: each part of the score is divided by this percentile of its values "
-                        "on the held-out normal clips (chosen on validation) (default: %(default)s)")
+    setting("objective", "fused: both of the others, each scaled on the held-out clips, the frame scored by the "
+            "more unusual (anomaly/fusion.py); reconstruct: a ConvLSTM autoencoder reconstructs windows of "
+            "features; motion: a model of how people move where they stand (anomaly/motion.py)",
+            choices=["fused", "reconstruct", "motion"])
+    setting("preset", "autoencoder size", choices=["light", "strong"])
+    setting("epochs", "epochs of each network's fit")
+    setting("batch_size", "windows per replica (global = this x replicas; the motion model takes 4x as many frames)")
+    setting("lr", "Adam learning rate")
+    setting("seq_len", "frames per autoencoder window")
+    setting("frame_size", "features are computed at this size S x S")
+    setting("window_stride", "stride of the training windows")
+    setting("stride", "score a window every N frames (saved; 1 = every frame scored by its own window, chosen on "
+            "validation; 2 is faster and less accurate: anomaly/README.md, Speed)")
+    setting("percentile", "threshold percentile of held-out normal scores (90: a lower threshold, more alarms; "
+            "98: fewer)")
+    setting("scale_percentile", "motion objective: each part of the score is divided by this percentile of its "
+            "values on the held-out normal clips (chosen on validation)")
     p.add_argument("--counts", choices=["true", "false"], default="true",
                    help="motion objective: add the per-location counts' surprise as a third part of the score "
                         "(default: true)")
-    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
-                   help="share of the clips held out (default: %(default)s)")
-    p.add_argument("--score", default=d.score, choices=["mean", "local"],
-                   help="frame score: the worst cell of an 8x8 grid over the error map (local, chosen on validation; "
-                        "the default) or the mean error over the frame")
-    p.add_argument("--border", type=int, default=d.border,
-                   help="pixels at each edge (at --frame-size) left out of the frame score (default: %(default)s, "
-                        "chosen on validation)")
-    p.add_argument("--smooth", type=int, default=d.smooth,
-                   help="frame score = max over the last N frames' window scores (1 = off; default %(default)s, "
-                        "chosen on the synthetic benchmark's validation clips)")
-    p.add_argument("--density", default=d.density, choices=sorted(DENSITIES),
-                   help="person density: MOG2 background subtraction (no weights; the default), OpenCV's HOG "
-                        "people detector (OpenCV 4: pip install 'opencv-python-headless<5') or YOLO-pose "
-                        "keypoints (needs pip install ultralytics and its weights)")
-    p.add_argument("--mog2-learning-rate", type=float, default=d.mog2_learning_rate,
-                   help="background-model learning rate (-1: 1/history; small keeps standing people visible) "
-                        "(default: %(default)s)")
-    p.add_argument("--mog2-warmup", type=int, default=d.mog2_warmup,
-                   help="the first N frames of each clip or stream build the background quickly (rate 1/(t+1)), "
-                        "so people in the first frame leave no ghost (default: %(default)s)")
-    p.add_argument("--still-speed", type=float, default=d.still_speed,
-                   help="add a standing-density channel, density * exp(-speed / this) (0 = off, the default)")
+    setting("val_fraction", "share of the clips held out")
+    setting("score", "frame score: the worst cell of an 8x8 grid over the error map (local, chosen on "
+            "validation) or the mean error over the frame", choices=["mean", "local"])
+    setting("border", "pixels at each edge (at --frame-size) left out of the frame score (chosen on validation)")
+    setting("smooth", "frame score = max over the last N frames' window scores (1 = off; chosen on the synthetic "
+            "benchmark's validation clips)")
+    setting("density", "person density: MOG2 background subtraction (no weights), OpenCV's HOG people detector "
+            "(OpenCV 4: pip install 'opencv-python-headless<5') or YOLO-pose keypoints (needs pip install "
+            "ultralytics and its weights)", choices=sorted(DENSITIES))
+    setting("mog2_learning_rate", "background-model learning rate (-1: 1/history; small keeps standing people "
+            "visible)")
+    setting("mog2_warmup", "the first N frames of each clip or stream build the background quickly (rate "
+            "1/(t+1)), so people in the first frame leave no ghost")
+    setting("still_speed", "add a standing-density channel, density * exp(-speed / this) (0 = off)")
     p.add_argument("--coords", choices=["true", "false"], default="false",
                    help="give the autoencoder the pixel coordinates (default: false)")
-    p.add_argument("--augment", type=int, default=d.augment,
-                   help="augmented copies per training clip (random crop, flip, brightness/contrast, speed) "
-                        "(default: %(default)s)")
-    p.add_argument("--patience", type=int, default=d.patience, help="early-stopping patience (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the weights and augmentation (default: %(default)s)")
+    setting("augment", "augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
+    setting("patience", "early-stopping patience")
+    setting("seed", "seed of the weights and augmentation")
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
-    p.add_argument("--strategy", default=d.strategy, choices=STRATEGIES,
-                   help="tf.distribute, as in the predictor's train.py (see distribute.py) (default: %(default)s)")
-    p.add_argument("--verbose", type=int, default=d.verbose, help="Keras fit verbosity (default: %(default)s)")
+    setting("strategy", "tf.distribute, as in the predictor's train.py (see distribute.py)", choices=STRATEGIES)
+    setting("verbose", "Keras fit verbosity")
     # Renamed in the flag clean-up (one name per meaning); the old names work for one more release.
     # The old --stride (training windows) now means the scoring stride, so it has no alias.
     for old, new in (("--sequence-length", "--seq-len"), ("--image-size", "--frame-size"), ("--score-stride", "--stride")):

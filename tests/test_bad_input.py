@@ -125,6 +125,9 @@ BROKEN_DETECTORS = [("det_mistyped", "window must be"), ("det_unknown", "unknown
                     ("det_corrupt_model", "exists but is not a readable Keras archive"),
                     ("det_not_json", "not a readable"), ("det_dis_flow", "DIS optical flow, which was removed")]
 
+# train.py flags with a bad value whose error must name the flag itself.
+TRAIN_FLAGS_NAMED = [("--val-rollout-sequences", "-1"), ("--bn-momentum", "2"), ("--time-budget-min", "-5"),
+                     ("--patch-size", "3"), ("--filters", "8,0,8"), ("--filters", "8,x,8"), ("--context-frames", "0")]
 # train.py flags with a bad value, and what the error must name.
 TRAIN_FLAG_CASES = [
     (["--bogus"], "unrecognized"),
@@ -135,14 +138,8 @@ TRAIN_FLAG_CASES = [
     (["--strategy", "multiworker"], "TF_CONFIG"),
     (["--feedback-ramp", "true"], "--feedback-passes"),
     (["--lr-schedule", "cosine", "--total-steps", "4", "--warmup-steps", "4"], "--warmup-steps"),
-    (["--val-rollout-sequences", "-1"], "--val-rollout-sequences"),
-    (["--bn-momentum", "2"], "--bn-momentum"),
-    (["--time-budget-min", "-5"], "--time-budget-min"),
-    (["--patch-size", "3"], "--patch-size"),
-    (["--filters", "8,0,8"], "--filters"),
-    (["--filters", "8,x,8"], "--filters"),
-    (["--context-frames", "0"], "--context-frames"),
     (["--subpixel-jitter", "maybe"], "invalid choice"),
+    *[([flag, value], flag) for flag, value in TRAIN_FLAGS_NAMED],
 ]
 
 CASES = [

@@ -181,7 +181,10 @@ class Detector:
         """Scores one blank window of the stream's shape, so that the networks'
         one-window call is traced (and compiled by XLA) before a source opens
         rather than at its first full window: a stall of ~3 s on 2 cores that a
-        live camera would have to buffer. The stream's state is not touched."""
+        live camera would have to buffer. The stream's state is not touched;
+        once compiled, a second call does nothing."""
+        if all((i, True) in self._fns for i in range(len(self.models))):
+            return
         s = self.feature_cfg.frame_size
         f = stack_features(np.zeros((s, s, 2), np.float32), np.zeros((s, s), np.float32), self.feature_cfg)
         self.window_errors(np.zeros((1, self.window, *f.shape), np.float32))

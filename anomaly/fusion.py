@@ -191,7 +191,6 @@ class FusedDetector:
         """Starts a new stream."""
         for p in self.parts.values():
             p.reset()
-        self._extractor = None
 
     def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
         """Precomputed features of the next frame (as `Detector.add_features`).
@@ -204,13 +203,9 @@ class FusedDetector:
 
     # The three steps of a streamed frame, as `Detector`'s, for every part.
     def frame_features(self, frame: np.ndarray) -> tuple:
-        """The next video frame -> (flow, heatmap), the features the parts share."""
-        from anomaly.features import FeatureExtractor
-
-        if self._extractor is None:
-            self._extractor = FeatureExtractor(self.feature_cfg, next(iter(self.parts.values()))._detector)
-        f = self._extractor(frame)
-        return f[..., :2], f[..., 2]
+        """The next video frame -> (flow, heatmap), the features the parts share
+        (they share their feature config: the first part's extractor serves all)."""
+        return next(iter(self.parts.values())).frame_features(frame)
 
     def push(self, flow: np.ndarray, heatmap: np.ndarray) -> dict:
         return {name: p.push(flow, heatmap) for name, p in self.parts.items()}

@@ -25,7 +25,6 @@ import common  # noqa: F401  (puts the repository root on sys.path)
 
 
 def one_frame_at_a_time(det, frames):
-    det.warm_up()
     for f in frames:
         det.add_frame(f)
 

@@ -10,10 +10,15 @@ of --normal-videos (its scale, `anomaly.fusion.part_scales`, as `anomaly.calibra
 sets it), then combined
 by a rule:
 
-    max   the shipped rule (`anomaly.fusion.fuse`): the part that finds the frame more unusual
-    mean  the parts' mean: evidence from both adds up
+    max     the shipped rule (`anomaly.fusion.fuse`): the part that finds the frame more unusual
+    mean    the parts' mean: evidence from both adds up
+    excess  the sum of each part's excess over its normal median, in units of its
+            normal range (scale - median), a part below its median counting 0:
+            evidence adds up, but a part that finds the frame more normal than
+            usual (the autoencoder on a crowd that stops) cannot pull it down
+    excess_l2  the same excesses' root of summed squares (between excess and a max)
 
-at the scale percentiles of SWEEP, beside each part alone. Pooled frame
+at the scale percentiles of SWEEP (the shipped detector: 99), beside each part alone. Pooled frame
 ROC-AUC per anomaly group, on the frames every part scores. This is a tool for choices: run it on
 validation clips only. Writes OUT (JSON).
 """
@@ -28,16 +33,40 @@ import numpy as np
 
 import common  # noqa: F401  (puts the repository root on sys.path)
 
-def _mean(scores: dict, scales: dict) -> np.ndarray:
+def _max(scores: dict, normal: list, pct: float) -> np.ndarray:
+    from anomaly.fusion import fuse, part_scales
+
+    return fuse(scores, part_scales(normal, pct))
+
+
+def _mean(scores: dict, normal: list, pct: float) -> np.ndarray:
+    from anomaly.fusion import part_scales
+
+    scales = part_scales(normal, pct)
     return np.mean(np.stack([np.asarray(scores[n], np.float64) / c for n, c in scales.items()]), 0)
 
 
-def _rules() -> dict:
-    """{name: rule(scores, scales) -> (T,)}; "max" is the detector's own `anomaly.fusion.fuse`."""
-    from anomaly.fusion import fuse
+def _excess(scores: dict, normal: list, pct: float) -> np.ndarray:
+    from anomaly.fusion import part_scales
 
-    return {"max": fuse, "mean": _mean}
-SWEEP = (95, 99, 99.9)  # scale percentiles (99: shipped)
+    scales, medians = part_scales(normal, pct), part_scales(normal, 50)
+    return np.sum(np.stack([np.maximum(np.asarray(scores[n], np.float64) - medians[n], 0)
+                            / max(scales[n] - medians[n], 1e-6) for n in scales]), 0)
+
+
+def _excess_l2(scores: dict, normal: list, pct: float) -> np.ndarray:
+    from anomaly.fusion import part_scales
+
+    scales, medians = part_scales(normal, pct), part_scales(normal, 50)
+    return np.sqrt(np.sum(np.stack([(np.maximum(np.asarray(scores[n], np.float64) - medians[n], 0)
+                                     / max(scales[n] - medians[n], 1e-6)) ** 2 for n in scales]), 0))
+
+
+def _rules() -> dict:
+    """{name: rule(scores, normal, pct) -> (T,)}, normal the normal clips' part scores and pct
+    the scale percentile; "max" is the detector's own `anomaly.fusion.fuse`."""
+    return {"max": _max, "mean": _mean, "excess": _excess, "excess_l2": _excess_l2}
+SWEEP = (90, 95, 99)  # scale percentiles (99: shipped)
 
 
 def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
@@ -51,7 +80,6 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
         part has a score.
     """
     from anomaly.evaluate import kind_groups
-    from anomaly.fusion import part_scales
     from anomaly.scoring import roc_auc
 
     rules = rules or _rules()
@@ -69,9 +97,8 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
 
     table = {f"{n} alone": row([s[n] for _, s, _ in clips]) for n in parts}
     for pct in sweep:
-        scales = part_scales(normal, pct)  # as the detector's calibration sets them
         for name, rule in rules.items():
-            table[f"{name} @{pct:g}"] = row([rule(s, scales) for _, s, _ in clips])
+            table[f"{name} @{pct:g}"] = row([rule(s, normal, pct) for _, s, _ in clips])
     return table
 
 

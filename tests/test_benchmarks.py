@@ -140,6 +140,40 @@ def test_fusion_rules_by_hand():
     table = fusion_rules.rule_table(clips, normal, sweep=(100,))
     # max: anomalous 0.75 beats normal 0.5, loses to 1 -> 2 of 4 pairs; the NaN frame is left out.
     # mean: anomalous 0.375 ties normal 0.375, loses to 0.625 -> 1 of 4.
+    # excess (medians 2 and 2, ranges 4 - 2): normal (1, 4) -> 0 + 1, (2, 1) -> 0 + 0; anomalous
+    # (3, 0) and (0, 3) -> 0.5 each: each beats 0, loses to 1 -> 2 of 4.
     # a alone: anomalous 3 beats 1 and 2, 0 beats neither -> 2 of 4; b alone: 3 beats 1 -> 1 of 4.
     assert table == {"a alone": {"all": 0.5, "stop": 0.5}, "b alone": {"all": 0.25, "stop": 0.25},
-                     "max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25}}
+                     "max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25},
+                     "excess @100": {"all": 0.5, "stop": 0.5}, "excess_l2 @100": {"all": 0.5, "stop": 0.5}}
+    np.testing.assert_allclose(fusion_rules._excess({"a": np.array([1.0, 2.0, 3.0]), "b": np.array([4.0, 1.0, 0.0])},
+                                                    normal, 100), [1.0, 0.0, 0.5])
+    # excess_l2: a frame with both parts 1 above their medians (range 2) -> sqrt(0.5^2 + 0.5^2)
+    np.testing.assert_allclose(fusion_rules._excess_l2({"a": np.array([3.0]), "b": np.array([3.0])}, normal, 100),
+                               [np.sqrt(0.5)])
+
+
+def test_convention_bayes_group_variance_by_hand():
+    import convention_bayes
+
+    keys = np.array([7, 7, 9, 9, 9, 4])
+    future = np.array([[1, 5], [3, 5], [2, 0], [2, 0], [2, 0], [6, 6]])
+    var, spread, count = convention_bayes.posterior_variance(keys, future)
+    # group 7: frame 0 values 1, 3 (unbiased variance 2), frame 1 constant -> mean over frames 1.0
+    np.testing.assert_allclose(var, [1.0, 1.0, 0, 0, 0, 0])
+    assert spread.tolist() == [True, True, False, False, False, False]
+    assert count.tolist() == [2, 2, 3, 3, 3, 1]
+
+
+def test_convention_bayes_positions_by_hand():
+    """A digit starting on the near wall, moving straight along the axis at 0.1 a frame:
+    36 x (0.1, 0.2, ...) truncated or rounded; the tenth step lands a hair short of the far
+    wall (0.1 summed ten times is 0.9999999999999999: 35 truncated, 36 rounded), the
+    eleventh is clamped onto it (36), and it comes back."""
+    import convention_bayes
+
+    x0, theta = np.array([0.0]), np.array([np.pi / 2])
+    assert convention_bayes.axis_positions(x0, theta, 0.0)[0].tolist() == [
+        3, 7, 10, 14, 18, 21, 25, 28, 32, 35, 36, 32, 28, 25, 21, 18, 14, 10, 7, 3]
+    assert convention_bayes.axis_positions(x0, theta, 0.5)[0].tolist() == [
+        4, 7, 11, 14, 18, 22, 25, 29, 32, 36, 36, 32, 29, 25, 22, 18, 14, 11, 7, 4]

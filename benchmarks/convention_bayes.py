@@ -1,6 +1,6 @@
 """Is one rasterisation convention intrinsically harder to forecast than another?
 
-    python benchmarks/convention_bayes.py --out results/convention_bayes.json   # ~3 min on 2 cores
+    python benchmarks/convention_bayes.py --mnist ../shared/data/mnist --out results/convention_bayes.json   # ~40 s
 
 A model's 10->10 error differs between truncation (offset 0, the reference) and
 rounding (offset 0.5); `benchmarks/conventions.py` measures that. This script

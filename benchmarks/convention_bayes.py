@@ -11,8 +11,9 @@ frames 10-19. Its least possible squared position error is the posterior
 variance of the future integer position given the context, averaged over the
 prior (start uniform, direction uniform). It is estimated by drawing many
 trajectories and grouping those with identical contexts (the variance of the
-future positions within a group; a group of one contributes nothing, so groups
-must be large: the `points` in the report).
+future positions within a group, with Bessel's correction; a group of one
+contributes nothing, so groups must be large: `median_group` and `alone`, the
+share of points alone in theirs, in the report).
 
 Two bounds, since the two axes share one speed (|v| = 0.1) and a forecaster
 sees both: `axis_alone` knows only this axis's context (an upper bound on the
@@ -137,14 +138,15 @@ def main(argv=None) -> None:
                     v["mse_frame_estimate"] = v["px2"] * energy * 2  # two digits
     for bound, r in res.items():
         for kind, rows in r.items():
-            print(bound, kind, "  ".join(f"{o}: {v['px2']:.4f} px2 ({v['undetermined']:.1%} undetermined, "
-                                          f"median group {v['median_group']:.0f}, {v['alone']:.1%} alone)"
-                                          + (f" ~{v['mse_frame_estimate']:.1f} MSE/frame" if energy else "") for o, v in rows.items()))
+            print(bound, kind, "  ".join(
+                f"{o}: {v['px2']:.4f} px2 ({v['undetermined']:.1%} undetermined, median group "
+                f"{v['median_group']:.0f}, {v['alone']:.1%} alone)"
+                + (f" ~{v['mse_frame_estimate']:.1f} MSE/frame" if energy else "") for o, v in rows.items()))
     runio.write_json({"trajectories_per_offset": args.trajectories, "speed_bins": args.speed_bins,
-                                "seed": args.seed, "shift_energy_row_plus_col": energy, "seconds": round(time.time() - t0, 1),
-                                "note": "ideal forecaster's squared error of a digit's future integer position "
-                                        "(px^2, one axis, frames 10-19 from frames 0-9); see the docstring",
-                                "bounds": res}, args.out)
+                      "seed": args.seed, "shift_energy_row_plus_col": energy, "seconds": round(time.time() - t0, 1),
+                      "note": "ideal forecaster's squared error of a digit's future integer position "
+                              "(px^2, one axis, frames 10-19 from frames 0-9); see the docstring",
+                      "bounds": res}, args.out)
 
 
 if __name__ == "__main__":

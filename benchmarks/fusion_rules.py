@@ -33,39 +33,28 @@ import numpy as np
 
 import common  # noqa: F401  (puts the repository root on sys.path)
 
-def _max(scores: dict, normal: list, pct: float) -> np.ndarray:
-    from anomaly.fusion import fuse, part_scales
-
-    return fuse(scores, part_scales(normal, pct))
-
-
-def _mean(scores: dict, normal: list, pct: float) -> np.ndarray:
-    from anomaly.fusion import part_scales
-
-    scales = part_scales(normal, pct)
-    return np.mean(np.stack([np.asarray(scores[n], np.float64) / c for n, c in scales.items()]), 0)
+def _scaled(scores: dict, scales: dict) -> np.ndarray:
+    """(parts, T): each part's scores in units of its scale."""
+    return np.stack([np.asarray(scores[n], np.float64) / c for n, c in scales.items()])
 
 
-def _excess(scores: dict, normal: list, pct: float) -> np.ndarray:
-    from anomaly.fusion import part_scales
-
-    scales, medians = part_scales(normal, pct), part_scales(normal, 50)
-    return np.sum(np.stack([np.maximum(np.asarray(scores[n], np.float64) - medians[n], 0)
-                            / max(scales[n] - medians[n], 1e-6) for n in scales]), 0)
-
-
-def _excess_l2(scores: dict, normal: list, pct: float) -> np.ndarray:
-    from anomaly.fusion import part_scales
-
-    scales, medians = part_scales(normal, pct), part_scales(normal, 50)
-    return np.sqrt(np.sum(np.stack([(np.maximum(np.asarray(scores[n], np.float64) - medians[n], 0)
-                                     / max(scales[n] - medians[n], 1e-6)) ** 2 for n in scales]), 0))
+def _excesses(scores: dict, scales: dict, medians: dict) -> np.ndarray:
+    """(parts, T): each part's excess over its normal median in units of (scale - median), at least 0."""
+    return np.stack([np.maximum(np.asarray(scores[n], np.float64) - medians[n], 0)
+                     / max(scales[n] - medians[n], 1e-6) for n in scales])
 
 
 def _rules() -> dict:
-    """{name: rule(scores, normal, pct) -> (T,)}, normal the normal clips' part scores and pct
-    the scale percentile; "max" is the detector's own `anomaly.fusion.fuse`."""
-    return {"max": _max, "mean": _mean, "excess": _excess, "excess_l2": _excess_l2}
+    """{name: rule(scores, scales, medians) -> (T,)}, with each part's scale and median on the
+    normal clips; "max" is the detector's own `anomaly.fusion.fuse`."""
+    from anomaly.fusion import fuse
+
+    return {"max": lambda s, c, m: fuse(s, c),
+            "mean": lambda s, c, m: _scaled(s, c).mean(0),
+            "excess": lambda s, c, m: _excesses(s, c, m).sum(0),
+            "excess_l2": lambda s, c, m: np.sqrt((_excesses(s, c, m) ** 2).sum(0))}
+
+
 SWEEP = (90, 95, 99)  # scale percentiles (99: shipped)
 
 
@@ -80,6 +69,7 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
         part has a score.
     """
     from anomaly.evaluate import kind_groups
+    from anomaly.fusion import part_scales
     from anomaly.scoring import roc_auc
 
     rules = rules or _rules()
@@ -96,9 +86,11 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
         return out
 
     table = {f"{n} alone": row([s[n] for _, s, _ in clips]) for n in parts}
+    medians = part_scales(normal, 50)
     for pct in sweep:
+        scales = part_scales(normal, pct)  # as the detector's calibration sets them
         for name, rule in rules.items():
-            table[f"{name} @{pct:g}"] = row([rule(s, normal, pct) for _, s, _ in clips])
+            table[f"{name} @{pct:g}"] = row([rule(s, scales, medians) for _, s, _ in clips])
     return table
 
 

@@ -146,10 +146,11 @@ def test_fusion_rules_by_hand():
     assert table == {"a alone": {"all": 0.5, "stop": 0.5}, "b alone": {"all": 0.25, "stop": 0.25},
                      "max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25},
                      "excess @100": {"all": 0.5, "stop": 0.5}, "excess_l2 @100": {"all": 0.5, "stop": 0.5}}
-    np.testing.assert_allclose(fusion_rules._excess({"a": np.array([1.0, 2.0, 3.0]), "b": np.array([4.0, 1.0, 0.0])},
-                                                    normal, 100), [1.0, 0.0, 0.5])
+    rules, scales, medians = fusion_rules._rules(), {"a": 4.0, "b": 4.0}, {"a": 2.0, "b": 2.0}
+    np.testing.assert_allclose(rules["excess"]({"a": np.array([1.0, 2.0, 3.0]), "b": np.array([4.0, 1.0, 0.0])},
+                                               scales, medians), [1.0, 0.0, 0.5])
     # excess_l2: a frame with both parts 1 above their medians (range 2) -> sqrt(0.5^2 + 0.5^2)
-    np.testing.assert_allclose(fusion_rules._excess_l2({"a": np.array([3.0]), "b": np.array([3.0])}, normal, 100),
+    np.testing.assert_allclose(rules["excess_l2"]({"a": np.array([3.0]), "b": np.array([3.0])}, scales, medians),
                                [np.sqrt(0.5)])
 
 

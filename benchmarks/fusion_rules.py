@@ -17,6 +17,10 @@ by a rule:
             evidence adds up, but a part that finds the frame more normal than
             usual (the autoencoder on a crowd that stops) cannot pull it down
     excess_l2  the same excesses' root of summed squares (between excess and a max)
+    centred_max  the max of each part's (score - median) / (scale - median): the max, with
+            each part's normal frames centred, so that a part whose normal scores sit
+            just below its scale (the motion part's counts) does not outrank the other
+            part's anomalies on every frame
 
 at the scale percentiles of SWEEP (the shipped detector: 99), beside each part alone. Pooled frame
 ROC-AUC per anomaly group, on the frames every part scores. This is a tool for choices: run it on
@@ -38,10 +42,15 @@ def _scaled(scores: dict, scales: dict) -> np.ndarray:
     return np.stack([np.asarray(scores[n], np.float64) / c for n, c in scales.items()])
 
 
+def _centred(scores: dict, scales: dict, medians: dict) -> np.ndarray:
+    """(parts, T): each part's scores less its normal median, in units of (scale - median)."""
+    return np.stack([(np.asarray(scores[n], np.float64) - medians[n]) / max(scales[n] - medians[n], 1e-6)
+                     for n in scales])
+
+
 def _excesses(scores: dict, scales: dict, medians: dict) -> np.ndarray:
     """(parts, T): each part's excess over its normal median in units of (scale - median), at least 0."""
-    return np.stack([np.maximum(np.asarray(scores[n], np.float64) - medians[n], 0)
-                     / max(scales[n] - medians[n], 1e-6) for n in scales])
+    return np.maximum(_centred(scores, scales, medians), 0)
 
 
 def _rules() -> dict:
@@ -52,7 +61,8 @@ def _rules() -> dict:
     return {"max": lambda s, c, m: fuse(s, c),
             "mean": lambda s, c, m: _scaled(s, c).mean(0),
             "excess": lambda s, c, m: _excesses(s, c, m).sum(0),
-            "excess_l2": lambda s, c, m: np.sqrt((_excesses(s, c, m) ** 2).sum(0))}
+            "excess_l2": lambda s, c, m: np.sqrt((_excesses(s, c, m) ** 2).sum(0)),
+            "centred_max": lambda s, c, m: _centred(s, c, m).max(0)}
 
 
 SWEEP = (90, 95, 99)  # scale percentiles (99: shipped)
@@ -103,7 +113,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from anomaly.evaluate import clip_kind
-    from anomaly.fusion import FusedDetector
+    from anomaly.fusion import FusedDetector, part_scales
     from anomaly.video import expand_videos, labels_for, read_video
 
     det = FusedDetector.load(args.model)
@@ -116,10 +126,13 @@ def main(argv=None):
     table = rule_table(clips, normal)
     for name, row in table.items():
         print(name, row, flush=True)
+    # where each part's normal scores sit: its median against its scales
+    levels = {f"p{q:g}": {n: round(float(v), 4) for n, v in part_scales(normal, q).items()} for q in (50, *SWEEP)}
+    print("normal levels", levels)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"model": args.model, "normal_videos": args.normal_videos, "videos": args.videos,
-                   "clips": len(clips), "roc_auc": table}, f, indent=2)
+                   "clips": len(clips), "normal_levels": levels, "roc_auc": table}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -142,16 +142,22 @@ def test_fusion_rules_by_hand():
     # mean: anomalous 0.375 ties normal 0.375, loses to 0.625 -> 1 of 4.
     # excess (medians 2 and 2, ranges 4 - 2): normal (1, 4) -> 0 + 1, (2, 1) -> 0 + 0; anomalous
     # (3, 0) and (0, 3) -> 0.5 each: each beats 0, loses to 1 -> 2 of 4.
+    # centred_max: normal (1, 4) -> max(-0.5, 1) = 1, (2, 1) -> max(0, -0.5) = 0; anomalous (3, 0)
+    # and (0, 3) -> max(0.5, -1) = 0.5 each -> 2 of 4.
     # a alone: anomalous 3 beats 1 and 2, 0 beats neither -> 2 of 4; b alone: 3 beats 1 -> 1 of 4.
     assert table == {"a alone": {"all": 0.5, "stop": 0.5}, "b alone": {"all": 0.25, "stop": 0.25},
                      "max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25},
-                     "excess @100": {"all": 0.5, "stop": 0.5}, "excess_l2 @100": {"all": 0.5, "stop": 0.5}}
+                     "excess @100": {"all": 0.5, "stop": 0.5}, "excess_l2 @100": {"all": 0.5, "stop": 0.5},
+                     "centred_max @100": {"all": 0.5, "stop": 0.5}}
     rules, scales, medians = fusion_rules._rules(), {"a": 4.0, "b": 4.0}, {"a": 2.0, "b": 2.0}
     np.testing.assert_allclose(rules["excess"]({"a": np.array([1.0, 2.0, 3.0]), "b": np.array([4.0, 1.0, 0.0])},
                                                scales, medians), [1.0, 0.0, 0.5])
     # excess_l2: a frame with both parts 1 above their medians (range 2) -> sqrt(0.5^2 + 0.5^2)
     np.testing.assert_allclose(rules["excess_l2"]({"a": np.array([3.0]), "b": np.array([3.0])}, scales, medians),
                                [np.sqrt(0.5)])
+    # centred_max keeps a part below its median negative: (1 - 2) / 2 = -0.5 against (0 - 2) / 2 = -1
+    np.testing.assert_allclose(rules["centred_max"]({"a": np.array([1.0]), "b": np.array([0.0])}, scales, medians),
+                               [-0.5])
 
 
 def test_convention_bayes_group_variance_by_hand():

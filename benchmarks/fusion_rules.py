@@ -19,8 +19,8 @@ by a rule:
     excess_l2  the same excesses' root of summed squares (between excess and a max)
     centred_max  the max of each part's (score - median) / (scale - median): the max, with
             each part's normal frames centred, so that a part whose normal scores sit
-            just below its scale (the motion part's counts) does not outrank the other
-            part's anomalies on every frame
+            just below its scale (the motion part on the mixed scene: `normal_levels`
+            in OUT) does not outrank the other part's anomalies on ordinary frames
 
 at the scale percentiles of SWEEP (the shipped detector: 99), beside each part alone. Pooled frame
 ROC-AUC per anomaly group, on the frames every part scores. This is a tool for choices: run it on

@@ -68,6 +68,15 @@ def _rules() -> dict:
 SWEEP = (90, 95, 99)  # scale percentiles (99: shipped)
 
 
+def normal_levels(normal: list, sweep=SWEEP) -> dict:
+    """{percentile: {part: value}} of each part's scores on the normal clips, at 50
+    (the medians the rules centre on) and at each scale percentile of `sweep` (the
+    scales, as the detector's calibration sets them)."""
+    from anomaly.fusion import part_scales
+
+    return {q: part_scales(normal, q) for q in (50, *sweep)}
+
+
 def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
     """ROC-AUC of each rule and scale percentile, per group of `kind_groups`.
 
@@ -79,7 +88,6 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
         part has a score.
     """
     from anomaly.evaluate import kind_groups
-    from anomaly.fusion import part_scales
     from anomaly.scoring import roc_auc
 
     rules = rules or _rules()
@@ -96,11 +104,10 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
         return out
 
     table = {f"{n} alone": row([s[n] for _, s, _ in clips]) for n in parts}
-    medians = part_scales(normal, 50)
+    levels = normal_levels(normal, sweep)
     for pct in sweep:
-        scales = part_scales(normal, pct)  # as the detector's calibration sets them
         for name, rule in rules.items():
-            table[f"{name} @{pct:g}"] = row([rule(s, scales, medians) for _, s, _ in clips])
+            table[f"{name} @{pct:g}"] = row([rule(s, levels[pct], levels[50]) for _, s, _ in clips])
     return table
 
 
@@ -113,7 +120,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from anomaly.evaluate import clip_kind
-    from anomaly.fusion import FusedDetector, part_scales
+    from anomaly.fusion import FusedDetector
     from anomaly.video import expand_videos, labels_for, read_video
 
     det = FusedDetector.load(args.model)
@@ -127,7 +134,7 @@ def main(argv=None):
     for name, row in table.items():
         print(name, row, flush=True)
     # where each part's normal scores sit: its median against its scales
-    levels = {f"p{q:g}": {n: round(float(v), 4) for n, v in part_scales(normal, q).items()} for q in (50, *SWEEP)}
+    levels = {f"p{q:g}": {n: round(v, 4) for n, v in lv.items()} for q, lv in normal_levels(normal).items()}
     print("normal levels", levels)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

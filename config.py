@@ -100,11 +100,15 @@ class TrainConfig:
             from 0 at the first step to 1 at `total_steps` (else the true frame);
             False feeds every forecast from the start.
         context_frames: true frames before self-fed frames (feedback training).
-        subpixel_jitter: training digits are placed at floor(position * 36 + u)
-            with u uniform in [0, 1) per digit and axis, instead of the
-            reference generator's truncation (u = 0): the model sees the same
-            motion under every rasterisation convention, so it cannot learn one.
-            Validation stays on the reference's.
+        subpixel_jitter: the width w of a random sub-pixel offset: training
+            digits are placed at floor(position * 36 + u) with u uniform in
+            [0, w) per digit and axis, instead of the reference generator's
+            truncation (u = 0, w = 0): the model sees the same motion under
+            several rasterisation conventions, so it cannot learn one. 1 covers
+            every convention; 0.5 puts truncation (0) and rounding (0.5) at the
+            range's two ends, equally far from its middle (a model does best
+            near the middle of the range it was trained on; results/README.md).
+            Validation stays on the reference's. A saved `true` reads as 1.
         lr_schedule: "plateau" (ReduceLROnPlateau + EarlyStopping on val_loss)
             or "cosine" (linear warm-up over `warmup_steps`, then cosine decay to
             1% of `lr` at `total_steps`; runs to the end, no early stopping).
@@ -138,7 +142,7 @@ class TrainConfig:
     feedback_passes: int = 0
     context_frames: int = 10
     feedback_ramp: bool = False
-    subpixel_jitter: bool = False
+    subpixel_jitter: float = 0.0
     lr_schedule: str = "plateau"
     total_steps: int = 0
     warmup_steps: int = 0
@@ -147,6 +151,10 @@ class TrainConfig:
     jit_compile: str = "auto"
     seed: int = 0
     init: str | None = None
+
+    def __post_init__(self):
+        # configs saved when the jitter was on or off say true/false
+        self.subpixel_jitter = float(self.subpixel_jitter)
 
 
 @dataclass

@@ -180,7 +180,7 @@ def rasterise(positions: np.ndarray, free: int, offset=0.0) -> np.ndarray:
 
 def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits: int = 2,
                               size: int = 64, seed=None, step: float = 0.1, offset: float = 0.0,
-                              jitter: bool = False) -> np.ndarray:
+                              jitter: float = 0.0) -> np.ndarray:
     """Top-left digit positions of bouncing digits, as the reference generator makes them.
 
     Each digit starts uniformly in the unit square (scaled to the free area
@@ -189,9 +189,12 @@ def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits:
 
     Args:
         offset: the sub-pixel offset of the pixel grid (0 = the reference's truncation).
-        jitter: draw the offset uniformly in [0, 1) for every digit and axis
-            instead (constant over a sequence): the same motion under every
-            rasterisation convention, for training a model that must not care.
+        jitter: if nonzero, draw the offset uniformly in [0, jitter) for every
+            digit and axis instead (constant over a sequence): the same motion
+            under several rasterisation conventions, for training a model that
+            must not care. 1 covers every convention; 0.5 the ones between
+            truncation (0) and rounding (0.5), which then sit at the two ends
+            of the range, equally far from its middle. `True` reads as 1.
 
     Returns:
         int64 array (num_sequences, num_digits, seq_len, 2) of (row, col).
@@ -202,17 +205,19 @@ def moving_mnist_trajectories(num_sequences: int, seq_len: int = 20, num_digits:
         raise InputError(f"size must be >= {DIGIT_SIZE}, got {size}")
     if not 0.0 <= offset < 1.0:
         raise InputError(f"offset must be in [0, 1), got {offset}")
+    if not 0.0 <= jitter <= 1.0:
+        raise InputError(f"jitter must be in [0, 1], got {jitter}")
     start = rng.uniform(size=(num_sequences, num_digits, 2))
     theta = rng.uniform(0.0, 2.0 * np.pi, size=(num_sequences, num_digits))
     if jitter:
-        offset = rng.uniform(size=(num_sequences, num_digits, 1, 2))
+        offset = rng.uniform(0.0, float(jitter), size=(num_sequences, num_digits, 1, 2))
     return rasterise(bounce(start, theta, seq_len, step), free, offset)
 
 
 def generate_moving_mnist(digits: np.ndarray, num_sequences: int, seq_len: int = 20,
                           size: int = 64, num_digits: int = 2, seed=None,
                           return_trajectories: bool = False, offset: float = 0.0,
-                          jitter: bool = False):
+                          jitter: float = 0.0):
     """Bouncing-digit sequences (Srivastava et al. 2015), vectorised.
 
     Args:
@@ -329,13 +334,13 @@ def shift_for_next_frame(videos):
 
 
 def train_batch(digits: np.ndarray, step: int, batch_size: int, seq_len: int = 20,
-                num_digits: int = 2, seed: int = 0, worker: int = 0, jitter: bool = False) -> np.ndarray:
+                num_digits: int = 2, seed: int = 0, worker: int = 0, jitter: float = 0.0) -> np.ndarray:
     """Training batch number `step` of the endless stream: uint8 (B, T, 64, 64).
 
     A batch is a function of (seed, worker, step) alone, so a resumed run
     continues the stream where it stopped instead of replaying its start, and
     each worker of a multi-worker run draws sequences of its own. `jitter`:
-    random sub-pixel grid offsets (`moving_mnist_trajectories`)."""
+    the width of the random sub-pixel grid offsets (`moving_mnist_trajectories`)."""
     rng = np.random.default_rng([seed, 1, worker, step])
     return generate_moving_mnist(digits, batch_size, seq_len, num_digits=num_digits, seed=rng,
                                  jitter=jitter)
@@ -343,7 +348,7 @@ def train_batch(digits: np.ndarray, step: int, batch_size: int, seq_len: int = 2
 
 def train_batches(digits: np.ndarray, batch_size: int, seq_len: int = 20, num_digits: int = 2,
                   seed: int = 0, worker: int = 0, start_step: int = 0, prefetch: int = 4,
-                  jitter: bool = False):
+                  jitter: float = 0.0):
     """`train_batch` from `start_step` on, shifted for next-frame training, as
     float32 (inputs (B, T-1, 64, 64, 1), targets (B, T-1, 64, 64, 1)) pairs: the
     stream for backends without tf.data (JAX). A background thread generates
@@ -368,7 +373,7 @@ def train_batches(digits: np.ndarray, batch_size: int, seq_len: int = 20, num_di
 
 def train_dataset(digits: np.ndarray, batch_size: int, seq_len: int = 20,
                   num_digits: int = 2, seed: int = 0, worker: int = 0, start_step: int = 0,
-                  jitter: bool = False):
+                  jitter: float = 0.0):
     """The endless stream of `train_batch`es from `start_step` on, as tf.data,
     shifted for next-frame training (tf.data auto-sharding is off: the data is
     generated, not read)."""

@@ -33,6 +33,18 @@ SEED_PRESET_SEQ_PER_S_CPU = 0.5  # benchmarks/train_throughput.py: reference mod
 
 # --------------------------------------------------------------------------- CLI
 
+def jitter_width(text: str) -> float:
+    """--subpixel-jitter's value: a width in [0, 1], or true (1) / false (0)."""
+    words = {"true": 1.0, "false": 0.0}
+    try:
+        w = words[text] if text in words else float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a width in [0, 1], true or false, got {text!r}") from None
+    if not 0.0 <= w <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a width in [0, 1], got {text!r}")
+    return w
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = CliParser(__doc__, "python train.py")
     p.add_argument("--preset", default=None, choices=sorted(PRESETS),
@@ -73,9 +85,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--feedback-ramp", choices=["true", "false"], default=None,
                    help="scheduled sampling: the share of fed-back forecasts rises from 0 to 1 over "
                         "the run's total steps (see TrainConfig.feedback_ramp)" + P)
-    p.add_argument("--subpixel-jitter", choices=["true", "false"], default=None,
-                   help="train on every sub-pixel rasterisation of the digits' positions, not only the "
-                        "reference's truncation (see TrainConfig.subpixel_jitter)" + P)
+    p.add_argument("--subpixel-jitter", type=jitter_width, default=None, metavar="W",
+                   help="train on the sub-pixel rasterisations floor(position x 36 + u), u uniform in "
+                        "[0, W), not only the reference's truncation: 0.5 (truncation and rounding at "
+                        "the two ends), 1 or true (every one), 0 or false (off; see "
+                        "TrainConfig.subpixel_jitter)" + P)
     p.add_argument("--lr-schedule", choices=["plateau", "cosine"], default=None,
                    help="plateau = halve on a val_loss plateau + early stopping; cosine = warm-up + "
                         "cosine decay sized to --total-steps" + P)
@@ -133,8 +147,7 @@ def config_from_args(args) -> Config:
          "init": args.init}
     if args.feedback_ramp is not None:
         t["feedback_ramp"] = args.feedback_ramp == "true"
-    if args.subpixel_jitter is not None:
-        t["subpixel_jitter"] = args.subpixel_jitter == "true"
+    t["subpixel_jitter"] = args.subpixel_jitter
     cfg.model = dataclasses.replace(cfg.model, **{k: v for k, v in m.items() if v is not None})
     cfg.train = dataclasses.replace(cfg.train, **{k: v for k, v in t.items() if v is not None})
     tr = cfg.train

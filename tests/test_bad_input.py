@@ -138,7 +138,8 @@ TRAIN_FLAG_CASES = [
     (["--strategy", "multiworker"], "TF_CONFIG"),
     (["--feedback-ramp", "true"], "--feedback-passes"),
     (["--lr-schedule", "cosine", "--total-steps", "4", "--warmup-steps", "4"], "--warmup-steps"),
-    (["--subpixel-jitter", "maybe"], "invalid choice"),
+    (["--subpixel-jitter", "maybe"], "got 'maybe'"),
+    (["--subpixel-jitter", "1.5"], r"a width in \[0, 1\], got '1\.5'"),
     *[([flag, value], flag) for flag, value in TRAIN_FLAGS_NAMED],
 ]
 

@@ -192,6 +192,37 @@ def test_jitter_shifts_a_sequence_by_one_constant_sub_pixel_offset():
         data.moving_mnist_trajectories(2, 3, offset=1.0)
 
 
+def test_jitter_width_bounds_the_offsets_and_keeps_the_stream():
+    """jitter=w draws u in [0, w): at w = 0.5 a digit sits at its truncated position or
+    one pixel further, the latter exactly when the fraction of position * 36 is >= 1 - u,
+    i.e. never beyond rounding's. True reads as 1, the same draws as before widths existed."""
+    rng = np.random.default_rng(3)
+    start, theta = rng.uniform(size=(200, 2, 2)), rng.uniform(0.0, 2 * np.pi, (200, 2))
+    frac = (data.bounce(start, theta, 20) * 36) % 1.0
+    u = rng.uniform(0.0, 0.5, size=(200, 2, 1, 2))
+    half = data.moving_mnist_trajectories(200, 20, 2, seed=3, jitter=0.5)
+    diff = half - data.moving_mnist_trajectories(200, 20, 2, seed=3)
+    np.testing.assert_array_equal(diff, (frac >= 1.0 - u).astype(int))
+    assert not diff[frac < 0.5].any()  # an offset below 0.5 never moves a digit that rounding keeps
+    np.testing.assert_array_equal(data.moving_mnist_trajectories(50, 20, 2, seed=3, jitter=True),
+                                  data.moving_mnist_trajectories(50, 20, 2, seed=3, jitter=1.0))
+    with pytest.raises(ValueError, match="jitter must be in"):
+        data.moving_mnist_trajectories(2, 3, jitter=1.5)
+
+
+def test_configs_saved_with_jitter_on_or_off_read_as_widths():
+    import json
+
+    from config import Config, preset_config
+
+    d = json.loads(preset_config("cpu").to_json())
+    for saved, width in ((True, 1.0), (False, 0.0), (0.5, 0.5)):
+        d["train"]["subpixel_jitter"] = saved
+        cfg = Config.from_dict(d)
+        assert type(cfg.train.subpixel_jitter) is float and cfg.train.subpixel_jitter == width
+        assert json.loads(cfg.to_json())["train"]["subpixel_jitter"] == width
+
+
 def test_training_stream_jitter_is_seeded_and_only_moves_digits():
     kw = dict(batch_size=6, seq_len=6, num_digits=1, seed=0)
     a = data.train_batch(DIGITS, 7, **kw)

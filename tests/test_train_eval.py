@@ -389,7 +389,7 @@ def test_a_fine_tune_records_where_it_started(run_dir, mnist_dir, tmp_path):
     out = str(tmp_path / "ft")
     assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--init", start, "--subpixel-jitter", "true"]) == 0
     cfg = Config.load(os.path.join(out, "config.json"))
-    assert cfg.train.init == start and cfg.train.subpixel_jitter is True
+    assert cfg.train.init == start and cfg.train.subpixel_jitter == 1.0
     assert Config.load(os.path.join(run_dir, "config.json")).train.init is None
 
 

@@ -160,6 +160,8 @@ def config_from_args(args) -> Config:
     if tr.feedback_passes and tr.context_frames >= tr.seq_len - 1:
         raise InputError(f"--context-frames {tr.context_frames} leaves no frame to feed back "
                          f"in sequences of {tr.seq_len} frames")
+    if not 0.0 <= tr.subpixel_jitter <= 1.0:  # a config.json's value (the flag checks its own)
+        raise InputError(f"subpixel_jitter must be a width in [0, 1], got {tr.subpixel_jitter}")
     if tr.feedback_ramp and not tr.feedback_passes:
         raise InputError("--feedback-ramp true needs --feedback-passes >= 1 (it ramps the fed-back share), "
                          f"got {tr.feedback_passes}")

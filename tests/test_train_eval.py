@@ -341,6 +341,13 @@ def test_config_flag_reproduces_a_saved_run(run_dir, mnist_dir, tmp_path, capsys
     assert train.main(["--config", str(tmp_path / "bad.json"), "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     assert train.main(["--config", saved, "--preset", "cpu", "--out", str(tmp_path / "y")]) == 2
+    wide = Config.load(saved)
+    wide.train.subpixel_jitter = 2.0  # a hand-edited config.json: refused before any work
+    wide.save(tmp_path / "wide.json")
+    capsys.readouterr()
+    assert train.main(["--config", str(tmp_path / "wide.json"), "--out", str(tmp_path / "z")]) == 2
+    assert "subpixel_jitter must be a width in [0, 1], got 2.0" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "z")
 
 
 def test_the_gpu_default_path_runs_end_to_end(tmp_path, mnist_dir):

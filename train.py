@@ -34,15 +34,13 @@ SEED_PRESET_SEQ_PER_S_CPU = 0.5  # benchmarks/train_throughput.py: reference mod
 # --------------------------------------------------------------------------- CLI
 
 def jitter_width(text: str) -> float:
-    """--subpixel-jitter's value: a width in [0, 1], or true (1) / false (0)."""
+    """--subpixel-jitter's value: a number, or true (1) / false (0); `config_from_args`
+    checks its range, as it checks a config.json's."""
     words = {"true": 1.0, "false": 0.0}
     try:
-        w = words[text] if text in words else float(text)
+        return words[text] if text in words else float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a width in [0, 1], true or false, got {text!r}") from None
-    if not 0.0 <= w <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a width in [0, 1], got {text!r}")
-    return w
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -160,8 +158,8 @@ def config_from_args(args) -> Config:
     if tr.feedback_passes and tr.context_frames >= tr.seq_len - 1:
         raise InputError(f"--context-frames {tr.context_frames} leaves no frame to feed back "
                          f"in sequences of {tr.seq_len} frames")
-    if not 0.0 <= tr.subpixel_jitter <= 1.0:  # a config.json's value (the flag checks its own)
-        raise InputError(f"subpixel_jitter must be a width in [0, 1], got {tr.subpixel_jitter}")
+    if not 0.0 <= tr.subpixel_jitter <= 1.0:
+        raise InputError(f"--subpixel-jitter must be a width in [0, 1], got {tr.subpixel_jitter}")
     if tr.feedback_ramp and not tr.feedback_passes:
         raise InputError("--feedback-ramp true needs --feedback-passes >= 1 (it ramps the fed-back share), "
                          f"got {tr.feedback_passes}")

@@ -139,7 +139,7 @@ TRAIN_FLAG_CASES = [
     (["--feedback-ramp", "true"], "--feedback-passes"),
     (["--lr-schedule", "cosine", "--total-steps", "4", "--warmup-steps", "4"], "--warmup-steps"),
     (["--subpixel-jitter", "maybe"], "got 'maybe'"),
-    (["--subpixel-jitter", "1.5"], r"a width in \[0, 1\], got '1\.5'"),
+    (["--subpixel-jitter", "1.5"], r"--subpixel-jitter must be a width in \[0, 1\], got 1\.5"),
     *[([flag, value], flag) for flag, value in TRAIN_FLAGS_NAMED],
 ]
 

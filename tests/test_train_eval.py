@@ -346,7 +346,7 @@ def test_config_flag_reproduces_a_saved_run(run_dir, mnist_dir, tmp_path, capsys
     wide.save(tmp_path / "wide.json")
     capsys.readouterr()
     assert train.main(["--config", str(tmp_path / "wide.json"), "--out", str(tmp_path / "z")]) == 2
-    assert "subpixel_jitter must be a width in [0, 1], got 2.0" in capsys.readouterr().err
+    assert "--subpixel-jitter must be a width in [0, 1], got 2.0" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "z")
 
 

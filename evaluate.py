@@ -28,6 +28,7 @@ import metrics  # noqa: E402
 import runio  # noqa: E402
 from cli import CliParser, InputError, UserError, entry, progress  # noqa: E402
 from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
+from views import VIEWS, over_views  # noqa: E402
 
 CURVES = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per forecast step
 
@@ -54,6 +55,10 @@ def parse_args(argv=None):
     p.add_argument("--horizon", type=int, default=10, help="frames forecast in the rollout (default: %(default)s)")
     p.add_argument("--protocols", default="both", choices=["both", "next_frame", "rollout"],
                    help="both (the default) share one stepwise pass: the rollout branches off after the context")
+    p.add_argument("--views", default="none", choices=sorted(VIEWS),
+                   help="test-time averaging: the mean of the model's forecasts of the frames seen transposed "
+                        "(transpose, 2 passes), flipped (flips, 4) or both (dihedral, 8); papers score one pass, "
+                        "none (default: %(default)s)")
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/eval/NAME, NAME the checkpoint's folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
@@ -133,11 +138,12 @@ def summarise(per_pos: dict) -> dict:
             for name, m in per_pos.items()}
 
 
-def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both"):
+def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both", views="none"):
     """Next-frame and/or rollout metrics for `net` and the baselines on uint8 videos.
 
     With both protocols the network makes one stepwise pass per batch
-    (`model.forecast`): the rollout branches off after the context frames."""
+    (`model.forecast`): the rollout branches off after the context frames.
+    `views` averages the model's forecasts over `model.VIEWS[views]` (one pass each)."""
     import data
 
     t = videos.shape[1]
@@ -156,11 +162,11 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
     for i in range(0, n, batch_size):
         v = data.to_float(videos[i:i + batch_size])
         if do_next and do_rollout:
-            p, r = forecast(net, v, context, horizon)
+            p, r = over_views(lambda f: forecast(net, f, context, horizon), v, views)
         elif do_next:
-            p = predict_frames(net, v[:, :-1])
+            p = over_views(lambda f: predict_frames(net, f), v[:, :-1], views)
         else:
-            r = rollout(net, v[:, :context], horizon)
+            r = over_views(lambda f: rollout(net, f, horizon), v[:, :context], views)
         if do_next:
             x, y = v[:, :-1], v[:, 1:]
             nf.add("model", y, p)
@@ -182,13 +188,13 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
     return out, seconds
 
 
-def write_figures(net, videos, results, out, context, horizon, where="test set"):
+def write_figures(net, videos, results, out, context, horizon, where="test set", views="none"):
     import data
     import plots
 
     v = data.to_float(videos[:1])
     x, y = v[:, :-1], v[:, 1:]
-    p = predict_frames(net, x)
+    p = over_views(lambda f: predict_frames(net, f), x, views)
     plots.comparison_strip([y[0], p[0]], ["truth", "forecast"], os.path.join(out, "comparison.png"),
                            "Next-frame prediction (each forecast from the true frames before it)",
                            first_index=1)
@@ -203,7 +209,7 @@ def write_figures(net, videos, results, out, context, horizon, where="test set")
     if key in results:
         many = data.to_float(videos[:12])
         ctx, fut = many[:, :context], many[:, context:context + horizon]
-        r = rollout(net, ctx, horizon)
+        r = over_views(lambda f: rollout(net, f, horizon), ctx, views)
         mid = (horizon - 1) // 2
         plots.comparison_strip([fut[:, mid], r[:, mid], fut[:, -1], r[:, -1]],
                                [f"truth +{mid + 1}", f"forecast +{mid + 1}", f"truth +{horizon}",
@@ -244,14 +250,16 @@ def run(args) -> None:
     cfg_path = os.path.join(run_dir, "config.json")
     cfg = Config.load(cfg_path) if os.path.exists(cfg_path) else None
     videos, desc = test_videos(args, seq_len=20, num_digits=cfg.train.num_digits if cfg else 2)
-    results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon, args.protocols)
-    report = {"checkpoint": args.checkpoint,
+    results, seconds = evaluate(net, videos, args.batch_size, args.context, args.horizon, args.protocols,
+                                args.views)
+    report = {"checkpoint": args.checkpoint, "views": args.views,
               "config": cfg.to_dict() if cfg else None,
               "data": desc, "data_range": 1.0,
               "metrics": {k: m.description for k, m in metrics.METRICS.items()},
               "seconds": round(seconds, 1), "peak_rss_mb": peak_rss_mb(), **results}
     with runio.output_set(out, OUTPUTS) as stage:
-        write_figures(net, videos, results, stage, args.context, args.horizon, desc.get("digits", desc["source"]))
+        write_figures(net, videos, results, stage, args.context, args.horizon, desc.get("digits", desc["source"]),
+                      args.views)
         runio.write_json(report, os.path.join(stage, "metrics.json"))
     for proto in results:
         print(f"{proto}:")

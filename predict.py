@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on
 import numpy as np  # noqa: E402
 
 from cli import CliParser, InputError, UserError, entry, first_line, output_dir  # noqa: E402
+from views import VIEWS, over_views  # noqa: E402
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
@@ -102,6 +103,9 @@ def parse_args(argv=None):
     p.add_argument("--frames", type=int, default=10, help="frames to forecast, >= 1 (default: %(default)s)")
     p.add_argument("--context", type=int, default=None,
                    help="use only the last N >= 2 input frames (default: all)")
+    p.add_argument("--views", default="none", choices=sorted(VIEWS),
+                   help="the mean of the forecasts of the clip seen transposed (transpose), flipped (flips) "
+                        "or both (dihedral): lower error, blurrier (default: %(default)s)")
     p.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier forecast of the same clip")
     return p.parse_args(argv)
@@ -162,7 +166,7 @@ def predict(args) -> None:
     frames = to_model_frames(clip, net.input_shape[2])
     for line in input_warnings(clip, frames):
         print(line, file=sys.stderr)
-    forecast = rollout(net, frames[None], args.frames)[0]
+    forecast = over_views(lambda f: rollout(net, f, args.frames), frames[None], args.views)[0]
     full = np.concatenate([frames, forecast])[..., 0]
     marked = full.copy()
     marked[len(frames):, [0, -1], :] = 1.0   # white border marks forecast frames

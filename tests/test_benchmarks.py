@@ -184,3 +184,18 @@ def test_convention_bayes_positions_by_hand():
         3, 7, 10, 14, 18, 21, 25, 28, 32, 35, 36, 32, 28, 25, 21, 18, 14, 10, 7, 3]
     assert convention_bayes.axis_positions(x0, theta, 0.5)[0].tolist() == [
         4, 7, 11, 14, 18, 22, 25, 29, 32, 36, 36, 32, 29, 25, 22, 18, 14, 11, 7, 4]
+
+
+def test_the_choice_rule_never_buys_one_number_with_another():
+    from view_sets import choose
+
+    def row(psnr, ssim, mse, rssim):
+        return {"next_frame": {"psnr": psnr, "ssim": ssim}, "rollout_10_10": {"mse_frame": mse, "ssim": rssim}}
+
+    rows = {"none": row(22.0, 0.90, 50.0, 0.88), "flips": row(21.9, 0.90, 45.0, 0.89),
+            "transpose": row(22.1, 0.90, 48.0, 0.88), "dihedral": row(22.2, 0.91, 49.0, 0.88)}
+    assert choose(rows) == "transpose"        # flips has the lowest MSE but a lower PSNR
+    rows["transpose"]["rollout_10_10"]["ssim"] = 0.87
+    assert choose(rows) == "dihedral"
+    rows["dihedral"]["rollout_10_10"]["mse_frame"] = 51.0
+    assert choose(rows) == "none"             # nothing beats one pass on every number

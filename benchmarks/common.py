@@ -59,3 +59,24 @@ def timed(fn, *args) -> float:
     t = time.perf_counter()
     fn(*args)
     return time.perf_counter() - t
+
+
+def add_generated_set_flags(p, split: str = "test", what: str = "sequences") -> None:
+    """--mnist, --split, --sequences, --seed: the Moving MNIST set `evaluate.py
+    --split SPLIT --seed SEED` generates (the reference generator; `generated_set`)."""
+    p.add_argument("--mnist", default=None, help="MNIST source (folder of IDX files or mnist.npz)")
+    p.add_argument("--split", default=split, choices=["test", "val"], help="digits (default: %(default)s)")
+    p.add_argument("--sequences", type=int, default=1000, help=f"{what} (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the set, as evaluate.py's (default: %(default)s)")
+
+
+def generated_set(args, offsets=(0.0,)) -> tuple[dict, dict]:
+    """({offset: uint8 videos}, a description for the report) for the flags of
+    `add_generated_set_flags`: the same trajectories rasterised at each offset."""
+    import data
+
+    digits = data.load_mnist_digits(args.mnist, args.split)
+    sets = {o: data.generate_in_chunks(digits, args.sequences, seed=[args.seed, 3], offset=o) for o in offsets}
+    lo, hi = data.TEST_SPLIT_RANGES[args.split]
+    return sets, {"digits": f"MNIST test split {lo}-{hi - 1}", "split": args.split,
+                  "sequences": args.sequences, "seed": args.seed}

@@ -19,33 +19,24 @@ import argparse
 import os
 import time
 
-import common  # noqa: F401  (puts the repository root on sys.path)
+import common  # (also puts the repository root on sys.path)
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", action="append", required=True,
                    help="a predictor; repeat to compare several (each on the same sequences)")
-    p.add_argument("--mnist", default=None, help="MNIST source (folder of IDX files or mnist.npz)")
-    p.add_argument("--split", default="test", choices=["test", "val"], help="digits (default: %(default)s)")
-    p.add_argument("--sequences", type=int, default=1000, help="sequences per offset (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the set, as evaluate.py's (default: %(default)s)")
+    common.add_generated_set_flags(p, "test", "sequences per offset")
     p.add_argument("--offsets", default="0,0.25,0.5,0.75", help="sub-pixel offsets (default: %(default)s)")
     p.add_argument("--out", required=True, help="JSON to write")
     args = p.parse_args(argv)
 
-    import data
     import runio
     from evaluate import evaluate
     from model import load_predictor
 
-    offsets = [float(x) for x in args.offsets.split(",")]
-    digits = data.load_mnist_digits(args.mnist, args.split)
-    sets = {o: data.generate_in_chunks(digits, args.sequences, seed=[args.seed, 3], offset=o) for o in offsets}
-    lo, hi = data.TEST_SPLIT_RANGES[args.split]
-    report = {"data": {"digits": f"MNIST test split {lo}-{hi - 1}", "split": args.split,
-                       "sequences": args.sequences, "seed": args.seed,
-                       "note": "the sets evaluate.py generates with --subpixel-offset OFFSET"},
+    sets, desc = common.generated_set(args, [float(x) for x in args.offsets.split(",")])
+    report = {"data": {**desc, "note": "the sets evaluate.py generates with --subpixel-offset OFFSET"},
               "models": {}}
     for ckpt in args.checkpoint:
         net = load_predictor(ckpt)

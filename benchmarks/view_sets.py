@@ -20,7 +20,7 @@ import argparse
 import os
 import time
 
-import common  # noqa: F401  (puts the repository root on sys.path)
+import common  # (also puts the repository root on sys.path)
 
 HEADLINE = (("next_frame", "psnr", 1), ("next_frame", "ssim", 1), ("rollout_10_10", "mse_frame", -1),
             ("rollout_10_10", "ssim", 1))  # (protocol, metric, +1 when higher is better)
@@ -37,15 +37,11 @@ def choose(rows: dict) -> str:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="results/model.keras", help="the predictor (default: %(default)s)")
-    p.add_argument("--mnist", default=None, help="MNIST source (folder of IDX files or mnist.npz)")
-    p.add_argument("--split", default="val", choices=["test", "val"], help="digits (default: %(default)s)")
-    p.add_argument("--sequences", type=int, default=1000, help="sequences (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the set, as evaluate.py's (default: %(default)s)")
+    common.add_generated_set_flags(p, "val")
     p.add_argument("--sets", default="none,transpose,flips,dihedral", help="view sets (default: %(default)s)")
     p.add_argument("--out", required=True, help="JSON to write")
     args = p.parse_args(argv)
 
-    import data
     import runio
     from evaluate import evaluate
     from model import load_predictor
@@ -56,9 +52,8 @@ def main(argv=None) -> None:
     if unknown:
         raise SystemExit(f"error: --sets: unknown view sets {unknown}; known: {sorted(VIEWS)}")
     net = load_predictor(args.checkpoint)
-    digits = data.load_mnist_digits(args.mnist, args.split)
-    videos = data.generate_in_chunks(digits, args.sequences, seed=[args.seed, 3])
-    lo, hi = data.TEST_SPLIT_RANGES[args.split]
+    sets_by_offset, desc = common.generated_set(args)
+    videos = sets_by_offset[0.0]
     rows, seconds = {}, {}
     for s in sets:
         t0 = time.time()
@@ -69,9 +64,7 @@ def main(argv=None) -> None:
         print(f"{s} ({len(VIEWS[s])} passes, {seconds[s]:.0f} s): next frame PSNR {nf['psnr']:.3f} "
               f"SSIM {nf['ssim']:.4f}; 10->10 MSE/frame {ro['mse_frame']:.2f} SSIM {ro['ssim']:.4f}", flush=True)
     report = {"checkpoint": args.checkpoint,
-              "data": {"digits": f"MNIST test split {lo}-{hi - 1}", "split": args.split,
-                       "sequences": args.sequences, "seed": args.seed,
-                       "note": "the set evaluate.py generates with --split SPLIT (offset 0, truncation)"},
+              "data": {**desc, "note": "the set evaluate.py generates with --split SPLIT (offset 0, truncation)"},
               "passes": {s: len(VIEWS[s]) for s in sets}, "seconds": seconds, "model": rows}
     if args.split == "val" and "none" in rows:
         report["rule"] = __doc__.split("On the validation digits ")[1].split("\n\n")[0].replace("\n", " ")

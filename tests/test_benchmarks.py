@@ -87,15 +87,22 @@ def test_eval_throughput_runs_on_a_tiny_model(tmp_path, mnist_dir, capsys):
     assert out["peak_rss_mb"] > 0 and isinstance(out["target_met"], bool)
 
 
-def test_conventions_scores_one_set_under_each_offset(tmp_path, mnist_dir):
-    import json
-
-    import conventions
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    """A tiny untrained predictor's file."""
     from config import ModelConfig
     from model import build_model
 
-    ckpt = str(tmp_path / "m.keras")
-    build_model(ModelConfig(filters=(2, 2, 2), patch_size=4)).save(ckpt)
+    path = str(tmp_path_factory.mktemp("ckpt") / "m.keras")
+    build_model(ModelConfig(filters=(2, 2, 2), patch_size=4)).save(path)
+    return path
+
+
+def test_conventions_scores_one_set_under_each_offset(tmp_path, mnist_dir, ckpt):
+    import json
+
+    import conventions
+
     out = str(tmp_path / "c.json")
     conventions.main(["--checkpoint", ckpt, "--mnist", mnist_dir, "--sequences", "2", "--offsets", "0,0.5",
                       "--out", out])
@@ -199,3 +206,17 @@ def test_the_choice_rule_never_buys_one_number_with_another():
     assert choose(rows) == "dihedral"
     rows["dihedral"]["rollout_10_10"]["mse_frame"] = 51.0
     assert choose(rows) == "none"             # nothing beats one pass on every number
+
+
+def test_view_sets_scores_each_set_on_one_generated_set(tmp_path, mnist_dir, ckpt):
+    import json
+
+    import view_sets
+
+    out = str(tmp_path / "v.json")
+    view_sets.main(["--checkpoint", ckpt, "--mnist", mnist_dir, "--sequences", "2", "--sets", "none,flips",
+                    "--out", out])
+    r = json.load(open(out))
+    assert r["data"]["digits"] == "MNIST test split 8000-8499" and r["passes"] == {"none": 1, "flips": 4}
+    assert r["chosen"] == view_sets.choose(r["model"])
+    assert r["model"]["none"]["rollout_10_10"] != r["model"]["flips"]["rollout_10_10"]

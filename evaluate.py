@@ -58,7 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--views", default="none", choices=sorted(VIEWS),
                    help="test-time averaging: the mean of the model's forecasts of the frames seen transposed "
                         "(transpose, 2 passes), flipped (flips, 4) or both (dihedral, 8); papers score one pass, "
-                        "none (default: %(default)s)")
+                        "as none does (default: %(default)s)")
     p.add_argument("--out", default=None,
                    help="output folder (default: runs/eval/NAME, NAME the checkpoint's folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the results already in --out")
@@ -143,7 +143,7 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
 
     With both protocols the network makes one stepwise pass per batch
     (`model.forecast`): the rollout branches off after the context frames.
-    `views` averages the model's forecasts over `model.VIEWS[views]` (one pass each)."""
+    `views` averages the model's forecasts over `views.VIEWS[views]` (one pass each)."""
     import data
 
     t = videos.shape[1]

@@ -8,10 +8,7 @@ on validation digits, then read once on the test digits.
 
 Each set of views is scored by evaluate.py's protocols on the same generated
 sequences (the reference generator's truncation, the set `evaluate.py --split
-SPLIT` draws). On the validation digits the rule picks the set with the lowest
-10->10 MSE per frame among those no worse than one pass ("none") on any of the
-four headline numbers (next-frame PSNR and SSIM, 10->10 MSE and SSIM): a set
-must not buy one number with another.
+SPLIT` draws). On the validation digits `choose` picks one by RULE:
 """
 
 from __future__ import annotations
@@ -22,12 +19,15 @@ import time
 
 import common  # (also puts the repository root on sys.path)
 
+RULE = ("the rule picks the set with the lowest 10->10 MSE per frame among those no worse than one pass "
+        "(\"none\") on any of the four headline numbers (next-frame PSNR and SSIM, 10->10 MSE and SSIM): "
+        "a set must not buy one number with another.")
 HEADLINE = (("next_frame", "psnr", 1), ("next_frame", "ssim", 1), ("rollout_10_10", "mse_frame", -1),
             ("rollout_10_10", "ssim", 1))  # (protocol, metric, +1 when higher is better)
 
 
 def choose(rows: dict) -> str:
-    """The rule above: rows {set: {protocol: {metric: mean}}} with "none" among them."""
+    """RULE: rows {set: {protocol: {metric: mean}}} with "none" among them."""
     base = rows["none"]
     fair = [k for k, r in rows.items()
             if all(sign * (r[p][m] - base[p][m]) >= 0 for p, m, sign in HEADLINE)]
@@ -35,7 +35,7 @@ def choose(rows: dict) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__ + RULE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="results/model.keras", help="the predictor (default: %(default)s)")
     common.add_generated_set_flags(p, "val")
     p.add_argument("--sets", default="none,transpose,flips,dihedral", help="view sets (default: %(default)s)")
@@ -67,7 +67,7 @@ def main(argv=None) -> None:
               "data": {**desc, "note": "the set evaluate.py generates with --split SPLIT (offset 0, truncation)"},
               "passes": {s: len(VIEWS[s]) for s in sets}, "seconds": seconds, "model": rows}
     if args.split == "val" and "none" in rows:
-        report["rule"] = __doc__.split("On the validation digits ")[1].split("\n\n")[0].replace("\n", " ")
+        report["rule"] = RULE
         report["chosen"] = choose(rows)
         print(f"chosen on validation: {report['chosen']}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

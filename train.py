@@ -311,7 +311,8 @@ class EpochSnapshots(keras.callbacks.Callback):
 class TimeBudget(keras.callbacks.Callback):
     """Adds `elapsed_min` (training wall time, summed over resumed runs: the last
     value in OUT/log.csv is carried on) and the learning rate to the logs, and
-    stops after the first epoch that ends past `minutes` of this process (None: never)."""
+    stops after the first epoch that ends past `minutes` of this process (None: never).
+    The run's last epoch is no stop: nothing is left to resume, so the run is finished."""
 
     def __init__(self, minutes: float | None, out: str):
         super().__init__()
@@ -328,7 +329,8 @@ class TimeBudget(keras.callbacks.Callback):
             logs["elapsed_min"] = self.before + minutes
             logs.setdefault("learning_rate", float(keras.ops.convert_to_numpy(
                 self.model.optimizer.learning_rate)))  # a schedule's value now
-        if self.minutes is not None and minutes > self.minutes:
+        last = epoch + 1 >= (self.params or {}).get("epochs", float("inf"))
+        if self.minutes is not None and minutes > self.minutes and not last:
             self.hit = True
             self.model.stop_training = True
 

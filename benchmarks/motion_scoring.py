@@ -15,6 +15,9 @@ The parts:
 
     surprise_local  the motion model's worst-cell -log p(observed bin)
     surprise_mean   the same, the mean over the cells
+    surprise_excess the worst cell's -log p(observed bin) less the entropy of
+                    the cell's predicted bins (what that surprise is on average
+                    where the model expects people to go either way)
     pace            the crowd's speed against the speed the model expects
     counts_mean     the per-location counts' surprise (`motion.fit_counts` on the
                     detector's fit clips), the mean over the cells
@@ -37,19 +40,24 @@ PART_SETS = {
     "+ surprise_mean": ("surprise_local", "surprise_mean", "pace"),
     "+ counts_mean": ("surprise_local", "pace", "counts_mean"),
     "+ surprise_mean + counts_mean": ("surprise_local", "surprise_mean", "pace", "counts_mean"),
+    "surprise_excess + pace + counts_mean": ("surprise_excess", "pace", "counts_mean"),
+    "surprise_excess + pace": ("surprise_excess", "pace"),
 }
 SWEEP = (90, 97, 98, 99, 99.5, 99.9, 100)  # scale percentiles tried for the three parts
 
 
 def clip_parts(det, counts, raw: np.ndarray) -> dict:
     """{part: (T,)} for one clip's raw features (frame 0, which has no flow, NaN)."""
-    from anomaly.motion import DENSITY, frame_parts
+    from anomaly.motion import DENSITY, bin_model, frame_parts, log_softmax
 
     cfg, norm = det.motion_cfgs[0], det.normalizers[0]
     y = det.models[0].predict(norm(raw[1:])[..., DENSITY:DENSITY + 1], batch_size=64, verbose=0)
     local, mean = frame_parts(y, raw[1:], cfg, "local", counts), frame_parts(y, raw[1:], cfg, "mean")
+    lp = log_softmax(np.asarray(y["logits"], np.float64))
+    seen = -np.take_along_axis(lp, bin_model(cfg).motion_bins(raw[1:])[..., None], axis=-1)[..., 0]
+    entropy = -(np.exp(lp) * lp).sum(axis=-1)
     parts = {"surprise_local": local[:, 0], "surprise_mean": mean[:, 0], "pace": local[:, 1],
-             "counts_mean": local[:, 2]}
+             "counts_mean": local[:, 2], "surprise_excess": (seen - entropy).max(axis=(-2, -1))}
     return {k: np.r_[np.nan, v] for k, v in parts.items()}
 
 

@@ -388,6 +388,15 @@ def test_a_replaced_run_waits_aside_until_the_new_one_finishes(tmp_path, mnist_d
     assert not os.path.exists(os.path.join(out, ".replaced")) and train.run_state(out) == "finished"
 
 
+def test_a_budget_reached_in_the_last_epoch_finishes_the_run(tmp_path, mnist_dir, capsys):
+    """A time budget passed during the run's last epoch stops nothing: the run is
+    finished (no backup kept, no "run again to resume")."""
+    out = str(tmp_path / "r")
+    assert train.main([*SMOKE, "--mnist", mnist_dir, "--out", out, "--epochs", "1", "--time-budget-min", "0"]) == 0
+    assert train.run_state(out) == "finished" and not os.path.exists(os.path.join(out, "backup"))
+    assert "resume" not in capsys.readouterr().out
+
+
 def test_a_fine_tune_records_where_it_started(run_dir, mnist_dir, tmp_path):
     """config.json's init names the checkpoint a fine-tune started from, so --config reproduces it."""
     from config import Config

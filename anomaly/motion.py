@@ -81,6 +81,13 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def cell_surprise(logits: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The model's logits (T, n, n, bins) and the observed bins (T, n, n) int ->
+    -log p(observed bin) of every cell (T, n, n), and the log-probabilities."""
+    lp = log_softmax(np.asarray(logits, np.float64))
+    return -np.take_along_axis(lp, b[..., None], axis=-1)[..., 0], lp
+
+
 def fit_counts(feats: list, cfg: MotionConfig) -> np.ndarray:
     """Per-location counts of the motion bins over normal clips' raw features
     (frame 0 of each, which has no flow, left out): (n, n, bins) int."""
@@ -105,8 +112,7 @@ def frame_parts(outputs: dict, raw: np.ndarray, cfg: MotionConfig, how: str = "l
     """
     location = bin_model(cfg)
     b = location.motion_bins(raw)
-    lp = log_softmax(np.asarray(outputs["logits"], np.float64))
-    surprise = reduce_cells(-np.take_along_axis(lp, b[..., None], axis=-1)[..., 0], how)  # cells (T, n, n)
+    surprise = reduce_cells(cell_surprise(outputs["logits"], b)[0], how)
     expected = np.maximum(np.asarray(outputs["speed"], np.float64), 0).mean(axis=(1, 2)) * cfg.speed_scale
     seen = cell_speeds(raw, cfg.border).mean(axis=(1, 2))
     pace = np.abs(np.log((seen + cfg.min_speed) / (expected + cfg.min_speed)))

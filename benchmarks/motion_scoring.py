@@ -48,13 +48,12 @@ SWEEP = (90, 97, 98, 99, 99.5, 99.9, 100)  # scale percentiles tried for the thr
 
 def clip_parts(det, counts, raw: np.ndarray) -> dict:
     """{part: (T,)} for one clip's raw features (frame 0, which has no flow, NaN)."""
-    from anomaly.motion import DENSITY, bin_model, frame_parts, log_softmax
+    from anomaly.motion import DENSITY, bin_model, cell_surprise, frame_parts
 
     cfg, norm = det.motion_cfgs[0], det.normalizers[0]
     y = det.models[0].predict(norm(raw[1:])[..., DENSITY:DENSITY + 1], batch_size=64, verbose=0)
     local, mean = frame_parts(y, raw[1:], cfg, "local", counts), frame_parts(y, raw[1:], cfg, "mean")
-    lp = log_softmax(np.asarray(y["logits"], np.float64))
-    seen = -np.take_along_axis(lp, bin_model(cfg).motion_bins(raw[1:])[..., None], axis=-1)[..., 0]
+    seen, lp = cell_surprise(y["logits"], bin_model(cfg).motion_bins(raw[1:]))
     entropy = -(np.exp(lp) * lp).sum(axis=-1)
     parts = {"surprise_local": local[:, 0], "surprise_mean": mean[:, 0], "pace": local[:, 1],
              "counts_mean": local[:, 2], "surprise_excess": (seen - entropy).max(axis=(-2, -1))}

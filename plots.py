@@ -184,11 +184,15 @@ def learning_curves(runs: dict, references: list, path, fine_tunes=()):
               (axes[0, 1], "sequences", "val_rollout_ssim", "10->10 SSIM", 2),
               (axes[1, 0], "sequences", "val_next_ssim", "next-frame SSIM", None),
               (axes[1, 1], "hours", "val_rollout_mse_frame", "10->10 MSE per frame", None)]
+    # tab20's dark shades first, then its light ones: up to 20 runs, each its own colour
+    # (the default cycle repeats after 10 and would give two runs one colour).
+    palette = plt.get_cmap("tab20")
+    colours = {label: palette((2 * i) % 20 + (2 * i) // 20 % 2) for i, label in enumerate(runs)}
     for ax, x, y, ylabel, ref in panels:
         for label, rows in runs.items():
             style = {"marker": "o", "markerfacecolor": "none", "linestyle": "--"} if label in fine_tunes \
                 else {"marker": "."}
-            ax.plot([r[x] for r in rows], [r[y] for r in rows], label=label, **style)
+            ax.plot([r[x] for r in rows], [r[y] for r in rows], label=label, color=colours[label], **style)
         if ref is not None:
             for point in references:
                 ax.scatter([point[0]], [point[ref]], marker="*", s=120, color="black", zorder=3)
@@ -199,9 +203,12 @@ def learning_curves(runs: dict, references: list, path, fine_tunes=()):
         ax.set_xlabel("training sequences seen" if x == "sequences" else "wall hours (training + validation)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+    # below the panels, where it hides no curve
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=2, fontsize=8)
     fig.suptitle("Validation digits 8000-8499 (each run's own first validation sequences; dashed, open: "
                  "fine-tunes); stars: published ConvLSTM, official test file", fontsize=10)
+    fig.tight_layout()
     return save_figure(fig, path)
 
 

@@ -35,7 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on
 import numpy as np  # noqa: E402
 
 import runio  # noqa: E402
-from cli import CliParser, UserError, entry, progress  # noqa: E402
+from cli import CliParser, InputError, UserError, entry, progress  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -141,6 +141,9 @@ def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
             key = "baseline_per_location" + ("" if how == det.score else f"_{how}")
             scores[key] = causal_max(reduce_cells(surprise, how), det.smooth)
     keep = np.isfinite(s)
+    if not keep.any():
+        raise InputError(f"{path}: {len(raw)} frames, none scored: the detector's first score needs "
+                         f"{det.window} frames (a full window)")
     summary = {"frames": len(raw), "anomalous": int(labels.sum()), "flagged": int(np.sum(s[keep] > det.threshold))}
     return ScoredClip(clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep], s, labels, summary,
                       video_fps(path))
@@ -163,7 +166,8 @@ def alarm_report(clips: list, threshold: float) -> dict:
              "false_alarms_per_min": sum(onsets(c.scores["model"] > threshold) for c in normal) / minutes
              if minutes else None}
     for group, kinds in kind_groups([c.kind for c in clips]).items():
-        bad = [c for c in clips if c.kind in kinds and c.kind != "normal"]
+        # a clip whose labelled frames all come before its first scored frame has no onset to alert on
+        bad = [c for c in clips if c.kind in kinds and c.kind != "normal" and c.labels.any()]
         if not bad:
             continue
         delays, missed = [], 0
@@ -228,10 +232,13 @@ def evaluate(args) -> dict:
         clips[name] = score_clip(det, p, args.labels, location)
         if bar is not None:
             bar.update(i + 1)
+    y = np.concatenate([c.labels for c in clips.values()])
+    if y.all() or not y.any():
+        raise InputError(f"--videos: all {y.size} scored frames are labelled {int(y[0])}; the metrics need "
+                         "both normal (0) and anomalous (1) frames")
     per_video = {stem: c.summary for stem, c in clips.items()}
     per_kind = per_group_reports(list(clips.values()), methods)
     s = np.concatenate([c.scores["model"] for c in clips.values()])
-    y = np.concatenate([c.labels for c in clips.values()])
     res = {"videos": paths, "threshold": det.threshold, "stride": det.stride, "score": det.score,
            "smooth": det.smooth, "border": det.border, **per_kind.get("all", {}),
            "per_kind": per_kind, "normal_videos": args.normal_videos,

@@ -123,6 +123,11 @@ class FusedDetector:
     def stride(self) -> int:
         return next(iter(self.parts.values())).stride
 
+    @property
+    def window(self) -> int:
+        """Frames of the longest part's window: the fused score starts after it."""
+        return max(p.window for p in self.parts.values())
+
     # ------------------------------------------------------------ persistence
     @classmethod
     def load(cls, folder: str, detector=None) -> "FusedDetector":

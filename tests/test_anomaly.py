@@ -626,12 +626,14 @@ def test_alarm_report_by_hand():
 
     clips = [clip("normal", [0, 2, 2, 0, 2, 0] * 10, [0] * 60),  # 60 frames = 6 s, 20 alerts = 200 per minute
              clip("speedup", [0, 0, 0, 0, 2, 2], [0, 0, 1, 1, 1, 1]),  # flagged 2 frames (0.2 s) after onset
-             clip("stop", [0, 0, 0, 0], [0, 0, 1, 1])]  # never flagged
+             clip("stop", [0, 0, 0, 0], [0, 0, 1, 1]),  # never flagged
+             clip("crossing", [2, 2], [0, 0])]  # its labelled frames all before its first score: no onset
     r = alarm_report(clips, threshold=1.0)
     assert r["speedup"] == {"recall": 0.5, "normal_frames_flagged": 0.5, "false_alarms_per_min": 200.0,
                             "median_delay_s": pytest.approx(0.2), "missed_clips": 0, "anomalous_clips": 1}
     assert r["stop"]["recall"] == 0.0 and r["stop"]["median_delay_s"] is None and r["stop"]["missed_clips"] == 1
     assert r["all"]["recall"] == pytest.approx(2 / 6) and r["all"]["anomalous_clips"] == 2
+    assert "crossing" not in r and r["all"]["missed_clips"] == 1
 
 
 def test_operating_points_by_hand():

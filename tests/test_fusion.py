@@ -41,7 +41,7 @@ def test_fused_streaming_equals_offline_and_calibration_by_hand():
     offline = det.score_features(raw)
     parts = det.part_scores(raw)
     np.testing.assert_allclose(offline, np.maximum(parts["reconstruct"] / 2.0, parts["motion"] / 0.5))
-    assert np.isnan(offline[:3]).all() and np.isfinite(offline[3:]).all()  # from the longer window's first
+    assert det.window == 4 and np.isnan(offline[:3]).all() and np.isfinite(offline[3:]).all()  # the longer window
     out = [det.add_features(f[..., :2], f[..., 2]) for f in raw]
     assert out[:3] == [None] * 3
     np.testing.assert_allclose([o[1] for o in out[3:]], offline[3:], rtol=1e-5)
@@ -150,6 +150,19 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert "anomaly.calibrate --smooth" in capsys.readouterr().err
     assert evaluate.main(["--model", out, "--model", out, "--videos", src, "--out", ev, "--overwrite"]) == 2
     assert "cannot be one member of an ensemble" in capsys.readouterr().err
+    # clips it cannot score: one line each, and the metrics already written stay
+    from anomaly.video import read_video, write_video
+
+    short = write_video(str(tmp_path / "panic_short.mp4"), read_video(src)[:5])
+    open(str(tmp_path / "panic_short.labels.txt"), "w").write("0\n0\n1\n1\n1\n")
+    before = open(os.path.join(ev, "metrics.json")).read()
+    assert evaluate.main(["--model", out, "--videos", short, "--out", ev, "--overwrite"]) == 2
+    assert "panic_short.mp4: 5 frames, none scored: the detector's first score needs 8 frames" in \
+        capsys.readouterr().err
+    assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "normal_00.mp4"), "--out", ev,
+                          "--overwrite"]) == 2
+    assert "scored frames are labelled 0; the metrics need both" in capsys.readouterr().err
+    assert open(os.path.join(ev, "metrics.json")).read() == before
     normal = os.path.join(data, "test", "normal_00.mp4")
     capsys.readouterr()
     assert calibrate.main(["--model", out, "--videos", normal, "--smooth", "4", "--percentile", "90",

@@ -23,6 +23,13 @@ Anomalies start after `LEAD` normal frames of the clip and last to its end:
 Clips are written at half resolution (384x288, 10 frames/s) as NAME_NN.mp4
 with NAME_NN.labels.txt (one 0/1 per frame); manifest.json says which source
 frames and transformation each clip holds.
+
+`--order` cuts the same parts from the recording taken in another order, a
+second and third protocol on the same footage (`ORDERS`): "late-first" trains
+on the last 40 s (frames 395-794), calibrates on the 20 s before them (195-394)
+and tests on the first 20 s (0-194), each played forward; "backward" plays the
+whole recording backwards (train 794-395, val 394-195, test 194-0). The
+manifest's source frames are always the recording's own.
 """
 
 from __future__ import annotations
@@ -44,6 +51,20 @@ LEAD = 30  # normal frames before an anomaly's onset
 SKIP = 3  # the speed-up factor
 ANOMALY_FRAMES = 40  # frames of a clip from its onset on
 SPLITS = {"train": (0, 400), "val": (400, 600), "test": (600, 795)}
+ORDERS = ("forward", "late-first", "backward")
+
+
+def source_order(n: int, order: str) -> np.ndarray:
+    """(n,) the recording's frame index at each position of the protocol's
+    frame sequence: its parts in SPLITS are cut from this sequence."""
+    if order == "forward":
+        return np.arange(n)
+    if order == "backward":
+        return np.arange(n)[::-1].copy()
+    if order == "late-first":  # each part's span, counted from the end, played forward
+        ends = np.cumsum([0] + [hi - lo for lo, hi in SPLITS.values()])
+        return np.concatenate([np.arange(n - b, n - a) for a, b in zip(ends[:-1], ends[1:])])
+    raise InputError(f"order {order!r}: expected one of {', '.join(ORDERS)}")
 
 
 def fetch_vtest(cache: str) -> str:
@@ -108,9 +129,10 @@ def plan(split: str) -> list[dict]:
     return clips
 
 
-def make_protocol(video: str, out: str, seed: int = 0, scale: float = 0.5) -> dict:
-    """Writes train/, val/ and test/ clips of `video` (see the module docstring)
-    into `out`, with manifest.json; returns the manifest."""
+def make_protocol(video: str, out: str, seed: int = 0, scale: float = 0.5, order: str = "forward") -> dict:
+    """Writes train/, val/ and test/ clips of `video` (see the module docstring),
+    its frames taken in `order` (ORDERS), into `out`, with manifest.json; returns
+    the manifest."""
     import cv2
 
     from anomaly.video import read_video, write_labels, write_video
@@ -119,11 +141,12 @@ def make_protocol(video: str, out: str, seed: int = 0, scale: float = 0.5) -> di
     if len(frames) < SPLITS["test"][1]:
         raise InputError(f"{video}: {len(frames)} frames; the protocol needs vtest.avi's "
                          f"{SPLITS['test'][1]}")
+    source = source_order(SPLITS["test"][1], order)
     h, w = frames.shape[1:3]
     size = (int(round(w * scale)) // 2 * 2, int(round(h * scale)) // 2 * 2)
-    frames = np.stack([cv2.resize(f, size, interpolation=cv2.INTER_AREA) for f in frames])
+    frames = np.stack([cv2.resize(frames[i], size, interpolation=cv2.INTER_AREA) for i in source])
     rng = np.random.default_rng(seed)
-    manifest = {"video": os.path.basename(video), "fps": FPS, "size": list(size), "clips": {}}
+    manifest = {"video": os.path.basename(video), "fps": FPS, "size": list(size), "order": order, "clips": {}}
     for split in SPLITS:
         folder = os.path.join(out, split)
         os.makedirs(folder, exist_ok=True)
@@ -144,7 +167,7 @@ def make_protocol(video: str, out: str, seed: int = 0, scale: float = 0.5) -> di
             write_video(os.path.join(folder, stem + ".mp4"), np.ascontiguousarray(clip), FPS)
             write_labels(os.path.join(folder, stem + ".labels.txt"), labels)
             manifest["clips"][f"{split}/{stem}"] = {
-                "source_frames": [int(idx.min()), int(idx.max())], "frames": int(len(idx)),
+                "source_frames": [int(source[idx].min()), int(source[idx].max())], "frames": int(len(idx)),
                 "onset": int(np.argmax(labels)) if labels.any() else None,
                 "mirrored": bool(c.get("mirrored", False))}
     with open(os.path.join(out, "manifest.json"), "w") as f:
@@ -160,6 +183,9 @@ def main(argv=None) -> int:
     p.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "convlstm-anomaly"),
                    help="where the fetched recording is kept (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the stop clips' noise (default: %(default)s)")
+    p.add_argument("--order", choices=ORDERS, default="forward",
+                   help="the recording's frames in this order before the parts are cut: late-first trains on "
+                        "the last 40 s and tests on the first 20 s, backward plays it backwards (default: %(default)s)")
     args = p.parse_args(argv)
 
     def run():
@@ -167,7 +193,7 @@ def main(argv=None) -> int:
             raise InputError(f"--video {args.video}: no such file")
         output_dir(args.out)
         video = args.video or fetch_vtest(args.cache)
-        m = make_protocol(video, args.out, args.seed)
+        m = make_protocol(video, args.out, args.seed, order=args.order)
         kinds: dict = {}
         for name in m["clips"]:
             split, stem = name.split("/")

@@ -60,6 +60,37 @@ def test_make_protocol_writes_labelled_clips(tmp_path):
     assert m["clips"]["test/normal_02"]["mirrored"] and m["size"] == [32, 24]
 
 
+def test_other_orders_cut_the_same_parts_from_the_other_end():
+    from cli import InputError
+
+    late = footage.source_order(795, "late-first")
+    assert sorted(late) == list(range(795))  # every frame once
+    # train: the last 400 frames; val: the 200 before; test: the first 195; each forward
+    assert late[:2].tolist() == [395, 396] and late[399] == 794
+    assert late[400:402].tolist() == [195, 196] and late[599] == 394
+    assert late[600:602].tolist() == [0, 1] and late[-1] == 194
+    assert footage.source_order(5, "backward").tolist() == [4, 3, 2, 1, 0]
+    assert footage.source_order(5, "forward").tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(InputError, match="'sideways'"):
+        footage.source_order(5, "sideways")
+
+
+def test_make_protocol_in_another_order_records_the_recordings_frames(tmp_path):
+    from anomaly.video import read_video, write_video
+
+    src = write_video(str(tmp_path / "rec.mp4"), counting_frames(795, 48, 64), 10.0)
+    m = footage.make_protocol(src, str(tmp_path / "late"), order="late-first")
+    assert m["order"] == "late-first"
+    assert m["clips"]["train/normal_00"]["source_frames"] == [395, 494]
+    assert m["clips"]["test/normal_00"]["source_frames"] == [0, 99]
+    clip = read_video(str(tmp_path / "late" / "test" / "normal_01.mp4"))  # frames 95-194, forward
+    assert abs(clip[5].mean() - 100) < 10 and abs(clip[50].mean() - clip[5].mean() - 45) < 5  # (MP4 shifts grey)
+    m = footage.make_protocol(src, str(tmp_path / "back"), order="backward")
+    assert m["clips"]["train/normal_00"]["source_frames"] == [695, 794]
+    c = m["clips"]["test/stop_00"]
+    assert c["source_frames"] == [164, 194] and c["onset"] == footage.LEAD  # 194 down to 165, then 164 held
+
+
 def test_fetch_without_apt_names_the_flag(tmp_path, monkeypatch):
     from cli import UserError
 

@@ -64,7 +64,6 @@ class DetectorConfig:
     scale_percentile: float | None = None
     location_counts: list | None = None
     preset: str | None = None
-    mirror: bool | None = None
     train_stride: int | None = None
     train_loss: float | None = None
     val_loss: float | None = None

@@ -231,14 +231,6 @@ def stack_features(flow: np.ndarray, density: np.ndarray, cfg: FeatureConfig) ->
     return np.concatenate(chans, axis=-1).astype(np.float32)
 
 
-def mirror_features(raw: np.ndarray) -> np.ndarray:
-    """(T, S, S, C) raw features -> those of the clip mirrored left-right: every
-    map flipped, flow x negated (density and standing density have no direction)."""
-    out = np.array(raw[:, :, ::-1], np.float32)
-    out[..., 0] *= -1
-    return out
-
-
 def clip_features(frames, cfg: FeatureConfig | None = None, detector=None) -> np.ndarray:
     """(T, H, W[, 3]) frames -> (T, S, S, C) raw features (a fresh extractor; C = cfg.channels)."""
     ex = FeatureExtractor(cfg, detector)

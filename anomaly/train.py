@@ -39,7 +39,7 @@ DENSITIES = {"mog2": "mog2", "hog": "hog", "yolo-pose": "keypoints"}
 # instead of silently ignored (the fused detector reads both parts' settings).
 AE_ONLY, MOTION_ONLY = ("reconstruct", "fused"), ("motion", "fused")
 ONE_OBJECTIVE = {"preset": AE_ONLY, "seq_len": AE_ONLY, "window_stride": AE_ONLY, "coords": AE_ONLY,
-                 "still_speed": AE_ONLY, "mirror": AE_ONLY, "scale_percentile": MOTION_ONLY, "counts": MOTION_ONLY}
+                 "still_speed": AE_ONLY, "scale_percentile": MOTION_ONLY, "counts": MOTION_ONLY}
 
 
 @dataclass
@@ -72,7 +72,6 @@ class TrainSettings:
     mog2_warmup: int = 10             # frames at the rate 1 / (t + 1) first (no ghosts)
     still_speed: float = 0.0          # > 0: a standing-density channel
     coords: bool = False              # coordinate channels for the autoencoder
-    mirror: bool = False              # autoencoder: also fitted on its training clips mirrored left-right
     augment: int = 0                  # augmented copies per training clip
     patience: int = 6                 # early stopping
     seed: int = 0
@@ -170,9 +169,6 @@ def parse_args(argv=None) -> TrainSettings:
     setting("still_speed", "add a standing-density channel, density * exp(-speed / this) (0 = off)")
     p.add_argument("--coords", choices=["true", "false"], default="false",
                    help="give the autoencoder the pixel coordinates (default: false)")
-    p.add_argument("--mirror", choices=["true", "false"], default="false",
-                   help="autoencoder: also fit it on every training clip mirrored left-right, so that it learns "
-                        "speed and not which way this scene's people walk (default: false)")
     setting("augment", "augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
     setting("patience", "early-stopping patience")
     setting("seed", "seed of the weights and augmentation")
@@ -186,7 +182,6 @@ def parse_args(argv=None) -> TrainSettings:
     args = vars(p.parse_args(argv))
     args["coords"] = args["coords"] == "true"
     args["counts"] = args["counts"] == "true"
-    args["mirror"] = args["mirror"] == "true"
     return TrainSettings(**args)
 
 
@@ -316,10 +311,6 @@ class AutoencoderFit:
         from anomaly.cells import windows
         from anomaly.model import AE_PRESETS, build_autoencoder, fit_callbacks
 
-        from anomaly.features import mirror_features
-
-        if cfg.mirror:
-            tr_feats = [*tr_feats, *(mirror_features(f) for f in tr_feats)]
         xtr, xva = (np.concatenate([norm(windows(f, cfg.seq_len, cfg.window_stride)) for f in fs])
                     for fs in (tr_feats, va_feats))
         ae_cfg = dataclasses.replace(AE_PRESETS[cfg.preset], window=cfg.seq_len, frame_size=cfg.frame_size,
@@ -333,7 +324,7 @@ class AutoencoderFit:
         hist = ae.fit(xtr, xtr, validation_data=(xva, xva), epochs=cfg.epochs, batch_size=batch,
                       callbacks=fit_callbacks(cfg.patience, tensorboard_callback(cfg)), verbose=cfg.verbose,
                       shuffle=True)
-        return ae, {"autoencoder": ae_cfg, "preset": cfg.preset, "mirror": cfg.mirror, "fit_seconds": round(time.time() - t0, 1),
+        return ae, {"autoencoder": ae_cfg, "preset": cfg.preset, "fit_seconds": round(time.time() - t0, 1),
                     "global_batch": batch, **_losses(hist)}
 
 

@@ -7,8 +7,7 @@ import pytest
 from anomaly import scoring
 from anomaly.cells import percentile_threshold, window_starts, windows
 from anomaly.detector import Detector, ReconstructionDetector
-from anomaly.features import (FeatureConfig, FeatureExtractor, KeypointDensity, Normalizer, clip_features,
-                               mirror_features)
+from anomaly.features import FeatureConfig, FeatureExtractor, KeypointDensity, Normalizer, clip_features
 from anomaly.model import AEConfig, build_autoencoder
 from anomaly.synthetic import crowd_clip
 from anomaly.video import read_labels, write_labels
@@ -37,16 +36,6 @@ def test_feature_shapes_and_flow_sign():
     assert abs(np.median(inside[..., 1])) < 0.5
     mirrored = np.ascontiguousarray(_blob_frames(shift=2)[:, :, ::-1])  # the same clip moving left
     assert np.median(clip_features(mirrored, cfg)[1, 24:36, 30:42, 0]) == pytest.approx(-2.0, abs=0.5)
-    # mirroring the features is mirroring the clip: the flipped maps, flow x negated
-    got, want = mirror_features(f), clip_features(mirrored, cfg)
-    assert np.median(got[1, 24:36, 30:42, 0]) == pytest.approx(-2.0, abs=0.5)
-    assert np.abs(got[..., 2] - want[..., 2]).mean() < 0.05 and np.corrcoef(got[1, ..., 0].ravel(),
-                                                                              want[1, ..., 0].ravel())[0, 1] > 0.9
-    raw = np.arange(12, dtype=np.float32).reshape(1, 1, 2, 6)[..., :3].repeat(2, axis=1)  # (1, 2, 2, 3)
-    m = mirror_features(raw)
-    np.testing.assert_array_equal(m[0, 0, :, 0], -raw[0, 0, ::-1, 0])  # x flow: flipped and negated
-    np.testing.assert_array_equal(m[..., 1:], raw[:, :, ::-1, 1:])  # the rest: flipped
-    np.testing.assert_array_equal(mirror_features(m), raw)
     from cli import InputError
 
     with pytest.raises(InputError, match="DIS optical flow, which was removed.*retrain"):  # an older folder's choice

@@ -210,6 +210,7 @@ def evaluate(args) -> dict:
     import plots
     from anomaly.fusion import apply_overrides, load_detector
     from anomaly.location import LocationModel
+    from anomaly.scoring import check_labels
     from anomaly.video import expand_videos, read_video
 
     runio.check_replace(args.out, "metrics.json", args.overwrite)
@@ -233,9 +234,7 @@ def evaluate(args) -> dict:
         if bar is not None:
             bar.update(i + 1)
     y = np.concatenate([c.labels for c in clips.values()])
-    if y.all() or not y.any():
-        raise InputError(f"--videos: all {y.size} scored frames are labelled {int(y[0])}; the metrics need "
-                         "both normal (0) and anomalous (1) frames")
+    check_labels(y, "--videos")  # before any metric: each would refuse it only after the others ran
     per_video = {stem: c.summary for stem, c in clips.items()}
     per_kind = per_group_reports(list(clips.values()), methods)
     s = np.concatenate([c.scores["model"] for c in clips.values()])

@@ -13,6 +13,16 @@ PATTERN_KINDS = ("wrong_way", "crossing", "stop", "gathering")
 SPEED_KINDS = ("panic", "runner", "speedup")  # speedup: real footage sped up (anomaly.footage)
 
 
+def check_labels(labels, source: str = "labels") -> np.ndarray:
+    """The 0/1 labels as a flat bool array; an InputError naming `source` unless
+    they hold both normal (0) and anomalous (1) frames, which every metric needs."""
+    y = np.asarray(labels).astype(bool).ravel()
+    if y.all() or not y.any():
+        raise InputError(f"{source}: all {y.size} scored frames are labelled {int(y.size > 0 and y.all())}; "
+                         "the metrics need both normal (0) and anomalous (1) frames")
+    return y
+
+
 def _check(scores, labels):
     s = np.asarray(scores, np.float64).ravel()
     y = np.asarray(labels).astype(bool).ravel()
@@ -20,9 +30,7 @@ def _check(scores, labels):
         raise ValueError(f"scores {s.shape} and labels {y.shape} differ")
     if not np.isfinite(s).all():
         raise ValueError(f"{int((~np.isfinite(s)).sum())} scores are not finite (unscored frames are left out first)")
-    if y.all() or not y.any():
-        raise InputError("labels need both normal and anomalous frames")
-    return s, y
+    return s, check_labels(y)
 
 
 def roc_curve(scores, labels):

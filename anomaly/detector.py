@@ -155,17 +155,28 @@ class Detector:
     def score_features(self, raw: np.ndarray) -> np.ndarray:
         """Frame scores of a whole clip's raw features (T, S, S, C), exactly as the
         stream would give them; NaN before the first full window."""
-        t = len(raw)
-        scores = np.full(t, np.nan)
-        starts = window_starts(t, self.window, self.stride)
+        starts = window_starts(len(raw), self.window, self.stride)
         if not starts:
-            return scores
-        errs = self.window_errors(windows(raw, self.window, self.stride))
+            return np.full(len(raw), np.nan)
+        return self.hold(len(raw), starts, self.window_errors(windows(raw, self.window, self.stride))[:, -1])
+
+    def hold(self, t: int, starts: list, values: np.ndarray) -> np.ndarray:
+        """One value per scored window (K,) -> (T,) frame scores: each window's
+        value from its last frame until the next window's last frame, then the
+        causal max over `smooth` frames; NaN before the first window."""
+        scores = np.full(t, np.nan)
         for k, s in enumerate(starts):
             end = s + self.window - 1
             nxt = starts[k + 1] + self.window - 1 if k + 1 < len(starts) else t
-            scores[end:nxt] = errs[k, -1]
+            scores[end:nxt] = values[k]
         return causal_max(scores, self.smooth)
+
+    def named_scores(self, raw: np.ndarray) -> dict:
+        """{name: (T,) scores} of the named parts whose frame-by-frame maximum is
+        this detector's score (`score_features`), each in the score's units and
+        smoothed as it is, so the largest names the part that raised a frame.
+        One part, the score itself, unless a kind's score is the max of several."""
+        return {self.objective: self.score_features(raw)}
 
     def score_frames(self, frames) -> np.ndarray:
         """Frame scores of a whole clip of frames (see `score_features`)."""
@@ -297,19 +308,34 @@ class MotionDetector(Detector):
         s = cfg.features.frame_size
         return (s, s, 1)
 
-    def motion_scores(self, raw: np.ndarray, batch: int = 64) -> np.ndarray:
+    PARTS = ("surprise", "pace", "counts")  # the columns of `anomaly.motion.frame_parts`
+
+    def motion_scores(self, raw: np.ndarray) -> np.ndarray:
         """(T, S, S, C) raw features -> (T,) fused motion-model scores (ensemble
         mean), before smoothing. Each frame's flow is the one from the frame before."""
+        return np.mean([scaled_max(self.model_parts(raw, i), self.scales[i][self.score])
+                        for i in range(len(self.models))], axis=0)
+
+    def model_parts(self, raw: np.ndarray, i: int = 0, batch: int = 64) -> np.ndarray:
+        """(T, S, S, C) raw features -> (T, k) model i's parts of each frame's
+        score before their scales: surprise, pace and, with counts, counts."""
         from anomaly.motion import DENSITY, frame_parts
 
-        out = np.zeros(len(raw), np.float64)
-        for i, (norm, cfg) in enumerate(zip(self.normalizers, self.motion_cfgs)):
-            x = norm(raw)[..., DENSITY:DENSITY + 1]
-            for j in range(0, len(x), batch):
-                y = self._predict(i, x[j:j + batch])
-                parts = frame_parts(y, raw[j:j + batch], cfg, self.score, self.counts[i])
-                out[j:j + batch] += scaled_max(parts, self.scales[i][self.score])
-        return out / len(self.normalizers)
+        x = self.normalizers[i](raw)[..., DENSITY:DENSITY + 1]
+        parts = [frame_parts(self._predict(i, x[j:j + batch]), raw[j:j + batch], self.motion_cfgs[i], self.score,
+                             self.counts[i]) for j in range(0, len(x), batch)]
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.scales[i][self.score])))
+
+    def named_scores(self, raw: np.ndarray) -> dict:
+        """{surprise, pace (, counts): (T,) scores}, each part over its scale and
+        smoothed as the score is; an ensemble's score (the mean of its members'
+        maxima) is not the max of parts, so it stays one part."""
+        starts = window_starts(len(raw), self.window, self.stride)
+        if len(self.models) > 1 or not starts:
+            return super().named_scores(raw)
+        parts = self.model_parts(raw[np.asarray(starts) + self.window - 1])  # the windows' last frames
+        parts = np.asarray(parts, np.float64) / np.asarray(self.scales[0][self.score], np.float64)
+        return {name: self.hold(len(raw), starts, parts[:, k]) for k, name in enumerate(self.PARTS[:parts.shape[1]])}
 
     def window_errors(self, raw_windows: np.ndarray) -> np.ndarray:
         """Only the last frame of each window is scored (NaN before it)."""

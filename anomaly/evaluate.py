@@ -19,6 +19,11 @@ reduced as the model is and (a second entry) the other way, worst cell or mean.
 Every metric is reported pooled and per anomaly kind (each kind's clips with the
 normal clips; "speed" and "pattern" groups), the kind read from the clip name
 (NAME_NN.mp4, as `anomaly.synthetic` writes them).
+Where the detector's score is the largest of named parts (the fused default:
+"reconstruct", "motion/surprise", "motion/pace", "motion/counts"), it also
+reports which parts raise the alarm: the share of the normal and of the
+anomalous frames above the threshold in each part (`flagged_by_part`; per clip
+`flagged_by`), so that a false alarm on new footage can be traced to its part.
 Writes OUT/metrics.json, OUT/roc.png and one score plot per video (OUT: --out,
 default runs/anomaly_eval; an earlier evaluation there is replaced, whole, only
 with --overwrite).
@@ -119,6 +124,7 @@ class ScoredClip(NamedTuple):
     labels_all: np.ndarray
     summary: dict
     fps: float = 25.0
+    parts: dict | None = None  # {part: (F,) its scores} where the score is the max of several named parts
 
 
 def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
@@ -130,7 +136,8 @@ def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
     stem = os.path.splitext(os.path.basename(path))[0]
     raw = det.features(read_video(path))
     labels = labels_for(path, len(raw), labels_dir)
-    s = det.score_features(raw)
+    named = det.named_scores(raw)
+    s = np.max(np.stack(list(named.values())), axis=0)  # the detector's score (`score_features`), part by part
     speed = flow_speed(raw)
     scores = {"model": s,
               "baseline_mean_flow_magnitude": causal_max(reduce_error_map(speed, "mean"), det.smooth),
@@ -145,8 +152,29 @@ def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
         raise InputError(f"{path}: {len(raw)} frames, none scored: the detector's first score needs "
                          f"{det.window} frames (a full window)")
     summary = {"frames": len(raw), "anomalous": int(labels.sum()), "flagged": int(np.sum(s[keep] > det.threshold))}
+    parts = {k: v[keep] for k, v in named.items()} if len(named) > 1 else None
+    if parts:
+        summary["flagged_by"] = {k: int(np.sum(v > det.threshold)) for k, v in parts.items()}
     return ScoredClip(clip_kind(stem), {k: v[keep] for k, v in scores.items()}, labels[keep], s, labels, summary,
-                      video_fps(path))
+                      video_fps(path), parts)
+
+
+def flagged_by_part(clips: list, threshold: float) -> dict | None:
+    """Which parts raise the alarm: for each named part of the score, the share
+    of the normal clips' frames and of the anomalous frames where that part is
+    above the threshold (a frame above it in several parts counts for each;
+    None when the score is one part)."""
+    if any(c.parts is None for c in clips):
+        return None
+
+    def share(sel, name, label):
+        v = np.concatenate([c.parts[name][c.labels == label] for c in sel] or [np.zeros(0)])
+        return float(np.mean(v > threshold)) if v.size else None
+
+    normal = [c for c in clips if c.kind == "normal"]
+    bad = [c for c in clips if c.kind != "normal"]
+    return {name: {"normal_frames": share(normal, name, 0), "anomalous_frames": share(bad, name, 1)}
+            for name in clips[0].parts}
 
 
 def alarm_report(clips: list, threshold: float) -> dict:
@@ -244,6 +272,7 @@ def evaluate(args) -> dict:
            "at_threshold": {"tpr": float(np.mean(s[y == 1] > det.threshold)),
                             "fpr": float(np.mean(s[y == 0] > det.threshold))},
            "alarm": alarm_report(list(clips.values()), det.threshold),
+           "flagged_by_part": flagged_by_part(list(clips.values()), det.threshold),
            "per_video": per_video, "models": args.model}
     with runio.output_set(args.out, OUTPUTS) as stage:
         for stem, c in clips.items():
@@ -261,6 +290,10 @@ def evaluate(args) -> dict:
         print(f"  {group:20s} recall {a['recall']:.2f}, normal frames flagged {a['normal_frames_flagged'] or 0:.3f}, "
               f"false alarms/min {a['false_alarms_per_min'] or 0:.2f}, median delay {delay}, "
               f"missed {a['missed_clips']}/{a['anomalous_clips']} clips")
+    if res["flagged_by_part"]:
+        print("frames above the threshold in each part (normal / anomalous):")
+        for name, share in res["flagged_by_part"].items():
+            print(f"  {name:20s} " + " / ".join("-" if v is None else f"{v:.3f}" for v in share.values()))
     return res
 
 

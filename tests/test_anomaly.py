@@ -636,6 +636,25 @@ def test_alarm_report_by_hand():
     assert "crossing" not in r and r["all"]["missed_clips"] == 1
 
 
+def test_flagged_by_part_by_hand():
+    from anomaly.evaluate import ScoredClip, flagged_by_part
+
+    def clip(kind, parts, labels):
+        y = np.array(labels, np.uint8)
+        parts = {k: np.array(v, float) for k, v in parts.items()}
+        s = np.max(np.stack(list(parts.values())), axis=0)
+        return ScoredClip(kind, {"model": s}, y, s, y, {}, 10.0, parts)
+
+    clips = [clip("normal", {"a": [2, 0, 0, 0], "b": [2, 2, 0, 0]}, [0, 0, 0, 0]),
+             clip("stop", {"a": [0, 2, 2, 0], "b": [0, 0, 2, 2]}, [0, 1, 1, 1])]
+    # normal: a above 1 in 1 of 4 frames, b in 2; anomalous (labelled 1): a in 2 of 3, b in 2 of 3
+    assert flagged_by_part(clips, 1.0) == {"a": {"normal_frames": 0.25, "anomalous_frames": pytest.approx(2 / 3)},
+                                           "b": {"normal_frames": 0.5, "anomalous_frames": pytest.approx(2 / 3)}}
+    assert flagged_by_part(clips[:1], 1.0)["a"]["anomalous_frames"] is None  # no anomalous clip
+    one = clips[0]._replace(parts=None)  # a score of one part: nothing to attribute
+    assert flagged_by_part([one, clips[1]], 1.0) is None
+
+
 def test_operating_points_by_hand():
     from anomaly.scoring import operating_points
     from cli import InputError

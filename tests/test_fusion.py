@@ -58,6 +58,17 @@ def test_fused_streaming_equals_offline_and_calibration_by_hand():
     assert np.nanmax(fused) == pytest.approx(1.0)  # a part at its own largest value scores 1
 
 
+def test_named_scores_are_the_parts_whose_max_is_the_fused_score():
+    det = _fused()
+    raw = np.random.default_rng(1).normal(size=(9, S, S, 3)).astype(np.float32)
+    named = det.named_scores(raw)
+    parts = det.part_scores(raw)
+    assert list(named) == ["reconstruct", "motion"]  # parts of one kind keep their own names
+    np.testing.assert_allclose(named["motion"][3:], parts["motion"][3:] / 0.5)
+    assert np.isnan(named["motion"][:3]).all()  # no fused score before the autoencoder's first window
+    np.testing.assert_array_equal(np.max(np.stack(list(named.values())), axis=0), det.score_features(raw))
+
+
 def test_warm_up_traces_the_stream_call_and_leaves_the_stream_alone():
     det = _fused()
     assert all(not p._fns for p in det.parts.values())
@@ -144,7 +155,12 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev]) == 0
     m = json.load(open(os.path.join(ev, "metrics.json")))
     assert m["threshold"] == meta["threshold"] and m["model"]["frames"] == m["baseline_mean_flow_magnitude"]["frames"]
-    capsys.readouterr()
+    # which part raised the flagged frames: a frame is flagged when at least one part is above the threshold
+    assert list(m["flagged_by_part"]) == ["reconstruct", "motion/surprise", "motion/pace", "motion/counts"]
+    for clip in m["per_video"].values():
+        by = clip["flagged_by"].values()
+        assert max(by) <= clip["flagged"] <= sum(by)
+    assert "frames above the threshold in each part (normal / anomalous):" in capsys.readouterr().out
     # the part scales hold for the saved settings: changed only where they are rescaled
     assert evaluate.main(["--model", out, "--videos", src, "--out", ev, "--overwrite", "--smooth", "2"]) == 2
     assert "anomaly.calibrate --smooth" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from anomaly import motion
 from anomaly.cells import scaled_max
 from anomaly.detector import Detector, MotionDetector
 from anomaly.features import FeatureConfig, Normalizer
+from anomaly.fusion import FusedDetector, FusionConfig
 from anomaly.model import MotionConfig, build_motion_model
 
 S = 16
@@ -151,6 +152,19 @@ def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model,
 
     with pytest.raises(ValueError, match="fixed when it is trained"):
         apply_overrides(back, Args())
+    # the score's named parts: each part of frame_parts over its scale, smoothed as the score
+    named = det.named_scores(raw)
+    assert list(named) == (["surprise", "pace", "counts"] if with_counts else ["surprise", "pace"])
+    y = net.predict(raw[1:, ..., 2:3], verbose=0)
+    by_hand = motion.frame_parts(y, raw[1:], cfg, "local", counts) / np.asarray(meta["scales"]["local"])
+    for k, v in enumerate(named.values()):
+        assert np.isnan(v[0])
+        np.testing.assert_allclose(v[1:], [by_hand[max(0, t - 2):t + 1, k].max() for t in range(8)], rtol=1e-5)
+    np.testing.assert_array_equal(np.max(np.stack(list(named.values())), axis=0), offline)
+    fused = FusedDetector({"motion": det}, FusionConfig(["motion"], {"motion": 2.0}, threshold=1.0))
+    named = fused.named_scores(raw)
+    assert list(named)[0] == "motion/surprise"
+    np.testing.assert_array_equal(np.max(np.stack(list(named.values())), axis=0), fused.score_features(raw))
     ae_meta = json.load(open(os.path.join(str(tmp_path / "m"), "detector.json")))
     ae_meta["objective"] = "reconstruct"
     with pytest.raises(ValueError, match="share their objective"):

@@ -19,8 +19,11 @@ it and the false alarms (alert onsets) per hour of their footage; with
 --labelled-videos (clips with NAME.labels.txt beside them, e.g. a few recorded
 or staged incidents), also the share of their anomalous frames flagged (recall),
 so that a user can pick a percentile and run this again with it. The false
-alarms are counted on the calibration clips themselves: held-out normal footage
-alarms somewhat more.
+alarms are counted on the calibration clips themselves, whose share above the
+threshold is the percentile's complement by construction; with two or more
+clips the table also gives the held-out share, each clip scored by the detector
+calibrated on the others (`held_out_flagged`): what the threshold does on
+footage it has not seen, and the number to trust when the two differ.
 """
 
 from __future__ import annotations
@@ -65,6 +68,9 @@ def main(argv=None) -> int:
         videos = expand_videos(args.videos)
         labelled = expand_videos(args.labelled_videos) if args.labelled_videos else []
         feats = [det.features(read_video(v)) for v in videos]
+        chosen = args.percentile or (det.config if isinstance(det, FusedDetector) else det.configs[0]).percentile
+        held_out = held_out_flagged(det, feats, operating_percentiles(chosen), args.scale_percentile)  # before
+        # the calibration below, which replaces the one it leaves
         if not isinstance(det, FusedDetector):
             scores = recalibrate(det, args.model, feats, videos, args)
             pct = args.percentile or det.configs[0].percentile
@@ -80,14 +86,60 @@ def main(argv=None) -> int:
             scores, pct = [det.fuse(c) for c in per_clip], cfg.percentile
             print(f"threshold {cfg.threshold:.4f} = {pct:g}th percentile of the fused frame scores; "
                   "part scales " + ", ".join(f"{n} {v:.4g}" for n, v in cfg.scales.items()))
-        print_operating_points(det, scores, videos, labelled, pct)
+        print_operating_points(det, scores, videos, labelled, pct, held_out)
     return run_cli(run)
 
 
-def print_operating_points(det, scores: list, videos: list, labelled: list, chosen: float) -> None:
+def held_out_flagged(det, feats: list, percentiles, scale_percentile=None) -> dict | None:
+    """Leave one clip out: {percentile: the share of a clip's scored
+    frames above the threshold (and part scales) calibrated on the other clips,
+    pooled over the clips}; None with fewer than two clips of a full window. The calibration
+    clips' own share is the percentile's complement by construction; this is
+    what the threshold does on footage it was not calibrated on. Leaves `det`
+    calibrated on the last fold: calibrate it afterwards."""
+    from anomaly.cells import percentile_threshold
+    from anomaly.fusion import FusedDetector
+
+    feats = [f for f in feats if len(f) >= det.window]  # clips with a score to hold out
+    if len(feats) < 2:
+        return None
+    fused = isinstance(det, FusedDetector)
+    parts = det.parts if fused else {"score": det}
+    fixed = {}  # the scores of parts with no scales to refit (rescale returns their config as it is), scored once
+    above = {p: [] for p in percentiles}
+    for k in range(len(feats)):
+        others = feats[:k] + feats[k + 1:]
+        per_clip = [{} for _ in feats]
+        for name, part in parts.items():
+            unchanged = part.rescale(others, scale_percentile) is part.configs[0]
+            if unchanged and name in fixed:
+                scores = fixed[name]
+            else:
+                scores = [part.score_features(f) for f in feats]
+                if unchanged:
+                    fixed[name] = scores
+            for clip, s in zip(per_clip, scores):
+                clip[name] = s
+        if fused:
+            det.calibrate_scores([c for j, c in enumerate(per_clip) if j != k], None, scale_percentile)
+        score = [det.fuse(c) if fused else c["score"] for c in per_clip]
+        rest = np.concatenate([s for j, s in enumerate(score) if j != k])
+        mine = score[k][np.isfinite(score[k])]
+        for p in percentiles:
+            above[p].append(mine > percentile_threshold(rest, p))
+    return {p: float(np.mean(np.concatenate(above[p]))) for p in percentiles}
+
+
+def operating_percentiles(chosen: float) -> list:
+    """OPERATING_POINTS and the chosen percentile, in order."""
+    return sorted(set(OPERATING_POINTS) | {float(chosen)})
+
+
+def print_operating_points(det, scores: list, videos: list, labelled: list, chosen: float,
+                           held_out: list | None = None) -> None:
     """The table of `anomaly.scoring.operating_points` for the calibrated
     detector, from its (T,) scores of each calibration clip: OPERATING_POINTS
-    and the chosen percentile (marked *)."""
+    and the chosen percentile (marked *), with `held_out_flagged`'s column."""
     from anomaly.scoring import operating_points
     from anomaly.video import labels_for, read_video, video_fps
 
@@ -95,15 +147,16 @@ def print_operating_points(det, scores: list, videos: list, labelled: list, chos
     for v in labelled:
         raw = det.features(read_video(v))
         anomalous.append((det.score_features(raw), labels_for(v, len(raw))))
-    pcts = sorted(set(OPERATING_POINTS) | {float(chosen)})
+    pcts = operating_percentiles(chosen)
     rows = operating_points(scores, [video_fps(v) for v in videos], pcts, anomalous)
     print(f"operating points (false alarms on the {len(videos)} calibration clip(s)"
           + (f"; recall on the anomalous frames of {len(labelled)} labelled clip(s))" if labelled else ")"))
-    print("  percentile   threshold   frames flagged   false alarms/hour   recall")
+    print("  percentile   threshold   frames flagged   held-out flagged   false alarms/hour   recall")
     for r in rows:
         recall = "-" if r["recall"] is None else f"{r['recall']:.2f}"
         mark = "*" if r["percentile"] == float(chosen) else " "
-        print(f"  {r['percentile']:9g}{mark}  {r['threshold']:10.4f}   {r['frames_flagged']:13.1%}   "
+        held = "-" if held_out is None else f"{held_out[r['percentile']]:.1%}"
+        print(f"  {r['percentile']:9g}{mark}  {r['threshold']:10.4f}   {r['frames_flagged']:13.1%}   {held:>16s}   "
               f"{r['false_alarms_per_hour']:17.1f}   {recall}")
 
 

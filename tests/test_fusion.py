@@ -69,6 +69,26 @@ def test_named_scores_are_the_parts_whose_max_is_the_fused_score():
     np.testing.assert_array_equal(np.max(np.stack(list(named.values())), axis=0), det.score_features(raw))
 
 
+def test_held_out_flagged_scores_each_clip_as_calibrated_on_the_others():
+    from anomaly.calibrate import held_out_flagged
+
+    rng = np.random.default_rng(2)
+    clips = [rng.normal(size=(n, S, S, 3)).astype(np.float32) for n in (9, 7, 8)]
+    det = _fused()
+    got = held_out_flagged(det, clips + [clips[0][:3]], [50.0, 90.0])  # a clip shorter than a window takes no part
+    above = {50.0: [], 90.0: []}
+    for k in range(3):
+        others = clips[:k] + clips[k + 1:]
+        det.calibrate(others)  # the part scales from the other clips
+        rest = np.concatenate([det.score_features(c) for c in others])
+        mine = det.score_features(clips[k])
+        for p in above:
+            above[p].append(mine[np.isfinite(mine)] > np.percentile(rest[np.isfinite(rest)], p))
+    assert got == {p: pytest.approx(np.mean(np.concatenate(v))) for p, v in above.items()}
+    assert 0 < got[90.0] < got[50.0] < 1
+    assert held_out_flagged(det, clips[:1] + [clips[0][:3]], [50.0]) is None  # one clip with a score
+
+
 def test_warm_up_traces_the_stream_call_and_leaves_the_stream_alone():
     det = _fused()
     assert all(not p._fns for p in det.parts.values())
@@ -188,6 +208,7 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert [r.split()[0] for r in table] == ["90*", "95", "98", "99", "99.5"]
     assert float(table[0].split()[1]) == pytest.approx(meta2["threshold"], abs=1e-4)  # the row of the one set
     assert all(r.split()[-1] != "-" for r in table)  # recall on the labelled panic clip
+    assert all(r.split()[3] == "-" for r in table)  # one calibration clip: none to hold out
     assert meta2["calibrated_on"] == [normal] and meta2["percentile"] == 90 and meta2["scales"] != meta["scales"]
     for name in ("reconstruct", "motion"):
         part = json.load(open(os.path.join(out, name, "detector.json")))

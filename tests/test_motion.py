@@ -171,6 +171,24 @@ def test_motion_detector_streams_as_it_scores_offline_and_round_trips(toy_model,
         MotionDetector([net, net], [meta, ae_meta])
 
 
+def test_held_out_flagged_rescales_the_motion_parts_on_the_other_clips(toy_model):
+    from anomaly.calibrate import held_out_flagged
+
+    net, cfg, val = toy_model
+    det, _ = _motion_detector(net, cfg, val)
+    rng = np.random.default_rng(3)
+    clips = [_toy_frames(rng, 12, 0.5, -0.5), _toy_frames(rng, 12, 0.5, -0.5), _toy_frames(rng, 12, -0.5, 0.5)]
+    got = held_out_flagged(det, clips, [80.0])
+    above = []
+    for k in range(3):
+        others = clips[:k] + clips[k + 1:]
+        det.rescale(others)
+        rest = np.concatenate([det.score_features(c)[1:] for c in others])
+        above.append(det.score_features(clips[k])[1:] > np.percentile(rest, 80))
+    assert got == {80.0: pytest.approx(np.mean(np.concatenate(above)))}
+    assert got[80.0] > 0.5  # the clip whose halves walk the wrong way, held out, is flagged on most frames
+
+
 def test_cli_trains_and_evaluates_a_motion_detector(tmp_path, capsys, tiny_detector):
     from anomaly import evaluate, train
 

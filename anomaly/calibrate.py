@@ -91,12 +91,12 @@ def main(argv=None) -> int:
 
 
 def held_out_flagged(det, feats: list, percentiles, scale_percentile=None) -> dict | None:
-    """Leave one clip out: {percentile: the share of a clip's scored
-    frames above the threshold (and part scales) calibrated on the other clips,
-    pooled over the clips}; None with fewer than two clips of a full window. The calibration
-    clips' own share is the percentile's complement by construction; this is
-    what the threshold does on footage it was not calibrated on. Leaves `det`
-    calibrated on the last fold: calibrate it afterwards."""
+    """Leave one clip out: {percentile: the share of a clip's scored frames
+    above the threshold (and part scales) calibrated on the other clips, pooled
+    over the clips}; None with fewer than two clips of a full window. The
+    calibration clips' own share is the percentile's complement by construction;
+    this is what the threshold does on footage it was not calibrated on. Leaves
+    `det` calibrated on the last fold: calibrate it afterwards."""
     from anomaly.cells import percentile_threshold
     from anomaly.fusion import FusedDetector
 
@@ -136,7 +136,7 @@ def operating_percentiles(chosen: float) -> list:
 
 
 def print_operating_points(det, scores: list, videos: list, labelled: list, chosen: float,
-                           held_out: list | None = None) -> None:
+                           held_out: dict | None = None) -> None:
     """The table of `anomaly.scoring.operating_points` for the calibrated
     detector, from its (T,) scores of each calibration clip: OPERATING_POINTS
     and the chosen percentile (marked *), with `held_out_flagged`'s column."""

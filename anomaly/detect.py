@@ -5,7 +5,8 @@
     python -m anomaly.detect --model runs/anomaly --source rtsp://camera/stream --max-frames 5000
 
 Frames are scored as they arrive. At each anomaly onset one line is printed
-(`ALERT frame N at T s: score S > threshold H`), and OUT/scores.csv
+(`ALERT frame N at T s: score S > threshold H (PART)`, PART naming the fused
+default's part above the threshold: reconstruct or motion), and OUT/scores.csv
 (frame,score,is_anomaly; frames before the first full window have an empty
 score and flag) grows row by row, so a killed run keeps what it scored. The run
 stops when the source ends, drops or sends nothing for --timeout seconds, at
@@ -123,8 +124,9 @@ class Stream:
         i = len(self.scores)
         score, flag = (np.nan, None) if r is None else (r[1], bool(r[0]))
         if flag and not (self.flags and self.flags[-1]):
-            print(f"ALERT frame {i} at {seconds:.1f} s: score {score:.3f} > threshold {self.det.threshold:.3f}",
-                  flush=True)
+            part = getattr(self.det, "raised_by", None)  # a fused detector names the part above it
+            print(f"ALERT frame {i} at {seconds:.1f} s: score {score:.3f} > threshold {self.det.threshold:.3f}"
+                  + (f" ({part})" if part else ""), flush=True)
         self.scores.append(score)
         self.flags.append(flag)
         rows.writerow([i, "" if not np.isfinite(score) else f"{score:.6f}", "" if flag is None else int(flag)])

@@ -205,6 +205,7 @@ class FusedDetector:
 
     def reset(self):
         """Starts a new stream."""
+        self.raised_by = None
         for p in self.parts.values():
             p.reset()
 
@@ -230,9 +231,14 @@ class FusedDetector:
         return {name: self.parts[name].score_pending(x) for name, x in pending.items()}
 
     def finish(self, scored: dict):
+        """As `Detector.finish`; also sets `raised_by`, the part whose scaled
+        score is the fused score at this frame (None before every part has one)."""
         got = {name: self.parts[name].finish(x) for name, x in scored.items()}
         if any(r is None for r in got.values()):
+            self.raised_by = None
             return None
+        scaled = {n: r[1] / self.config.scales[n] for n, r in got.items()}
+        self.raised_by = max(scaled, key=scaled.get)
         score = float(self.fuse({n: r[1] for n, r in got.items()}))
         return score > self.threshold, score
 

@@ -58,6 +58,23 @@ def test_fused_streaming_equals_offline_and_calibration_by_hand():
     assert np.nanmax(fused) == pytest.approx(1.0)  # a part at its own largest value scores 1
 
 
+def test_raised_by_names_the_part_whose_scaled_score_is_the_fused_score():
+    raw = np.random.default_rng(0).normal(size=(9, S, S, 3)).astype(np.float32)
+    det = _fused()
+    parts = det.part_scores(raw)
+    ratio = parts["reconstruct"][3:] / parts["motion"][3:]
+    det.config.scales = {"reconstruct": 1.0, "motion": 1.0 / np.median(ratio)}  # each part on top on half the frames
+    raised = []
+    for f in raw:
+        det.add_features(f[..., :2], f[..., 2])
+        raised.append(det.raised_by)
+    assert raised[:3] == [None] * 3  # no fused score yet
+    assert raised[3:] == ["reconstruct" if r > np.median(ratio) else "motion" for r in ratio]
+    assert set(raised[3:]) == {"reconstruct", "motion"}
+    det.reset()
+    assert det.raised_by is None
+
+
 def test_named_scores_are_the_parts_whose_max_is_the_fused_score():
     det = _fused()
     raw = np.random.default_rng(1).normal(size=(9, S, S, 3)).astype(np.float32)
@@ -171,6 +188,8 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert detect.main(["--model", out, "--source", src, "--out", d]) == 0
     rows = open(os.path.join(d, "scores.csv")).read().splitlines()
     assert rows[7].split(",")[1] == "" and rows[8].split(",")[1] != ""  # scored from the AE's first window
+    alerts = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ALERT")]
+    assert alerts and all(line.endswith((" (reconstruct)", " (motion)")) for line in alerts)
     ev = str(tmp_path / "eval")
     assert evaluate.main(["--model", out, "--videos", os.path.join(data, "test", "*.mp4"), "--out", ev]) == 0
     m = json.load(open(os.path.join(ev, "metrics.json")))

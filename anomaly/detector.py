@@ -95,7 +95,8 @@ class Detector:
         """Re-fits the scales the kind's score is made of on normal clips' raw
         features [(T, S, S, C)], at `percentile` of each part's values (default:
         the saved one); returns the first member's config with them. The
-        autoencoder's score has none: its config comes back unchanged."""
+        autoencoder's score has none: its config itself comes back, the same
+        object (`anomaly.calibrate.held_out_flagged` then scores it only once)."""
         return self.configs[0]
 
     # ------------------------------------------------------------ persistence

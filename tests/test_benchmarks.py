@@ -220,3 +220,34 @@ def test_view_sets_scores_each_set_on_one_generated_set(tmp_path, mnist_dir, ckp
     assert r["data"]["digits"] == "MNIST test split 8000-8499" and r["passes"] == {"none": 1, "flips": 4}
     assert r["chosen"] == view_sets.choose(r["model"])
     assert r["model"]["none"]["rollout_10_10"] != r["model"]["flips"]["rollout_10_10"]
+
+
+def test_alert_opening_by_hand():
+    import alert_opening
+
+    # a one-frame spike (5) and a three-frame stretch (3): with k = 2 the spike opens nothing
+    s = np.array([0.0, 5.0, 0.0, 0.0, 3.0, 3.0, 3.0, 0.0])
+    np.testing.assert_array_equal(alert_opening.opening(s, 1, 2), [0, 5, 5, 0, 3, 3, 3, 3])
+    np.testing.assert_array_equal(alert_opening.opening(s, 2, 2), [0, 0, 0, 0, 0, 3, 3, 3])
+    np.testing.assert_array_equal(alert_opening.causal_min(np.array([np.nan, 2.0, 1.0, 4.0]), 2),
+                                  [np.nan, 2.0, 1.0, 1.0])
+    # one part, its scale the normal clip's largest value (100th percentile), the threshold the
+    # 80th percentile of the normal clip's fused scores (linear: 4 x 0.8 = 3.2 between sorted values)
+    normal = [{"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}]
+    clips = [("normal", {"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}, np.zeros(5, int), 10.0),
+             ("stop", {"a": np.array([1.0, 1.0, 3.0, 3.0, 1.0])}, np.array([0, 0, 1, 1, 1]), 10.0)]
+    table = alert_opening.opening_table(clips, normal, smooth=1, scale_percentile=100, percentile=80, ks=(1, 2))
+    # k = 1: scale 4, normal fused (.25, 1, .25, .25, .25) -> threshold .25 + 0.2 x .75 = 0.4; the stop
+    # clip's anomalous frames (.75, .75, .25): 2 of 3 flagged; the spike is one false alarm in 0.5 s
+    # (120 a minute); ROC-AUC: .75 beats six .25 and loses to 1, .25 ties six of 7 -> (12 + 3) / 21
+    one = table[1]
+    assert one["threshold"] == pytest.approx(0.4) and one["alarm"]["all"]["recall"] == pytest.approx(2 / 3)
+    assert one["alarm"]["all"]["false_alarms_per_min"] == pytest.approx(120.0)
+    assert one["roc_auc"]["all"] == round(15 / 21, 3)
+    # k = 2: the spike goes, scale 1, normal fused all 1 -> threshold 1; the stop clip's min over 2
+    # frames is (1, 1, 1, 3, 1): its anomalous (1, 3, 1) -> 1 of 3 flagged, no false alarm;
+    # ROC-AUC: 3 beats all 7 normal frames (all 1), each 1 ties them -> (7 + 7) / 21
+    two = table[2]
+    assert two["threshold"] == 1.0 and two["alarm"]["all"]["recall"] == pytest.approx(1 / 3)
+    assert two["alarm"]["all"]["false_alarms_per_min"] == 0
+    assert two["roc_auc"]["all"] == round(14 / 21, 3)

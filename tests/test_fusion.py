@@ -233,13 +233,3 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
         part = json.load(open(os.path.join(out, name, "detector.json")))
         assert part["smooth"] == 4 and part["calibrated_on"] == [normal]
     assert load_detector(out).smooth == 4
-
-
-def test_held_out_warning_when_new_footage_is_flagged_over_twice_the_promise():
-    from anomaly.calibrate import held_out_warning
-
-    assert held_out_warning(None, 95.0) is None  # one clip: nothing held out
-    assert held_out_warning({95.0: 0.10}, 95.0) is None  # twice the promised 5%: no line yet
-    line = held_out_warning({90.0: 0.4, 95.0: 0.259}, 95.0)
-    assert line.startswith("warning: ") and "25.9%" in line and "5.0%" in line and "95th" in line
-    assert held_out_warning({99.0: 0.021}, 99.0) is not None  # 2.1% against 1%

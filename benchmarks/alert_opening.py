@@ -20,26 +20,21 @@ it on validation clips only. Writes OUT (JSON).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
 import numpy as np
 
-import common  # noqa: F401  (puts the repository root on sys.path)
+import common  # puts the repository root on sys.path; fused_part_scores
 
 KS = (1, 3, 5)  # frames a part must stay at a level before it counts (1: shipped)
 
 
 def causal_min(scores: np.ndarray, k: int) -> np.ndarray:
     """Minimum of each frame's score and the k-1 before it, NaNs ignored (NaN where all k are)."""
-    s = np.asarray(scores, np.float64)
-    out = np.full_like(s, np.nan)
-    for t in range(len(s)):
-        seg = s[max(0, t - k + 1):t + 1]
-        if np.isfinite(seg).any():
-            out[t] = np.nanmin(seg)
-    return out
+    from anomaly.cells import causal_max
+
+    return -causal_max(-np.asarray(scores, np.float64), k)
 
 
 def opening(scores: np.ndarray, k: int, smooth: int) -> np.ndarray:
@@ -91,27 +86,16 @@ def opening_table(clips: list, normal: list, smooth: int, scale_percentile: floa
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="fused detector folder")
-    p.add_argument("--normal-videos", required=True, help="glob of normal clips the scales and threshold come from")
-    p.add_argument("--videos", required=True, help="glob of labelled choice clips")
-    p.add_argument("--out", required=True, help="JSON to write")
-    args = p.parse_args(argv)
+    args = common.fused_choice_args(__doc__, argv, "the scales and threshold come from")
 
-    from anomaly.evaluate import clip_kind
     from anomaly.fusion import FusedDetector
-    from anomaly.video import expand_videos, labels_for, read_video, video_fps
 
     det = FusedDetector.load(args.model)
     smooth = det.parts[det.config.parts[0]].smooth
     for part in det.parts.values():  # the scores before the causal max, which `opening` applies
         part.smooth = 1
-    normal = [det.part_scores(det.features(read_video(q))) for q in expand_videos(args.normal_videos)]
-    clips = []
-    for q in expand_videos(args.videos):
-        raw = det.features(read_video(q))
-        clips.append((clip_kind(os.path.splitext(os.path.basename(q))[0]), det.part_scores(raw),
-                      labels_for(q, len(raw), None), video_fps(q)))
+    normal = common.fused_part_scores(det, args.normal_videos, labelled=False)
+    clips = common.fused_part_scores(det, args.videos)
     table = opening_table(clips, normal, smooth, det.config.scale_percentile, det.config.percentile)
     for k, row in table.items():
         alarm = row["alarm"].get("all", {})

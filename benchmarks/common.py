@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: import path, timing, memory, FLOPs."""
+"""Helpers shared by the benchmark scripts: import path, timing, memory, FLOPs, the fused detector's choice clips."""
 
 from __future__ import annotations
 
@@ -80,3 +80,32 @@ def generated_set(args, offsets=(0.0,)) -> tuple[dict, dict]:
     lo, hi = data.TEST_SPLIT_RANGES[args.split]
     return sets, {"digits": f"MNIST test split {lo}-{hi - 1}", "split": args.split,
                   "sequences": args.sequences, "seed": args.seed}
+
+
+def fused_choice_args(doc: str, argv=None, normal: str = "the scales come from"):
+    """The flags of the benchmarks that compare choices for a fused detector on
+    validation clips: --model, --normal-videos (normal clips: `normal` says what for), --videos, --out."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="fused detector folder")
+    p.add_argument("--normal-videos", required=True, help=f"glob of normal clips {normal}")
+    p.add_argument("--videos", required=True, help="glob of labelled choice clips")
+    p.add_argument("--out", required=True, help="JSON to write")
+    return p.parse_args(argv)
+
+
+def fused_part_scores(det, videos: str, labelled: bool = True) -> list:
+    """A fused detector's part scores of each clip of the glob `videos`:
+    (kind, {part: (T,) scores}, (T,) labels, fps) each; with `labelled` False
+    (normal clips without labels files), {part: (T,) scores} each."""
+    from anomaly.evaluate import clip_kind
+    from anomaly.video import expand_videos, labels_for, read_video, video_fps
+
+    clips = []
+    for q in expand_videos(videos):
+        raw = det.features(read_video(q))
+        scores = det.part_scores(raw)
+        clips.append((clip_kind(os.path.splitext(os.path.basename(q))[0]), scores, labels_for(q, len(raw), None),
+                      video_fps(q)) if labelled else scores)
+    return clips

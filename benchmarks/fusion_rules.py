@@ -29,13 +29,12 @@ validation clips only. Writes OUT (JSON).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
 import numpy as np
 
-import common  # noqa: F401  (puts the repository root on sys.path)
+import common  # puts the repository root on sys.path; fused_part_scores
 
 def _scaled(scores: dict, scales: dict) -> np.ndarray:
     """(parts, T): each part's scores in units of its scale."""
@@ -112,24 +111,13 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="fused detector folder")
-    p.add_argument("--normal-videos", required=True, help="glob of normal clips the scales come from")
-    p.add_argument("--videos", required=True, help="glob of labelled choice clips")
-    p.add_argument("--out", required=True, help="JSON to write")
-    args = p.parse_args(argv)
+    args = common.fused_choice_args(__doc__, argv)
 
-    from anomaly.evaluate import clip_kind
     from anomaly.fusion import FusedDetector
-    from anomaly.video import expand_videos, labels_for, read_video
 
     det = FusedDetector.load(args.model)
-    normal = [det.part_scores(det.features(read_video(q))) for q in expand_videos(args.normal_videos)]
-    clips = []
-    for q in expand_videos(args.videos):
-        raw = det.features(read_video(q))
-        clips.append((clip_kind(os.path.splitext(os.path.basename(q))[0]), det.part_scores(raw),
-                      labels_for(q, len(raw), None)))
+    normal = common.fused_part_scores(det, args.normal_videos, labelled=False)
+    clips = [c[:3] for c in common.fused_part_scores(det, args.videos)]
     table = rule_table(clips, normal)
     for name, row in table.items():
         print(name, row, flush=True)

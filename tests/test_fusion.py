@@ -200,6 +200,26 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
         by = clip["flagged_by"].values()
         assert max(by) <= clip["flagged"] <= sum(by)
     assert "frames above the threshold in each part (normal / anomalous):" in capsys.readouterr().out
+    # the benchmarks that compare fusion rules and alert openings score the shipped rule as the detector
+    # does: scaled and thresholded on its held-out clip, the same ROC-AUC and threshold
+    import sys
+
+    from conftest import ROOT
+
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import alert_opening
+    import fusion_rules
+
+    held_out, labelled = meta["calibrated_on"][0], os.path.join(data, "test", "*.mp4")
+    fusion_rules.main(["--model", out, "--normal-videos", held_out, "--videos", labelled,
+                       "--out", str(tmp_path / "rules.json")])
+    auc = round(m["model"]["roc_auc"], 3)
+    assert json.load(open(tmp_path / "rules.json"))["roc_auc"]["max @99"]["all"] == auc
+    alert_opening.main(["--model", out, "--normal-videos", held_out, "--videos", labelled,
+                        "--out", str(tmp_path / "opening.json")])
+    shipped = json.load(open(tmp_path / "opening.json"))["by_k"]["1"]
+    assert shipped["roc_auc"]["all"] == auc and shipped["threshold"] == pytest.approx(meta["threshold"])
+    assert shipped["alarm"]["all"]["recall"] == pytest.approx(m["alarm"]["all"]["recall"])
     # the part scales hold for the saved settings: changed only where they are rescaled
     assert evaluate.main(["--model", out, "--videos", src, "--out", ev, "--overwrite", "--smooth", "2"]) == 2
     assert "anomaly.calibrate --smooth" in capsys.readouterr().err

@@ -12,10 +12,11 @@ in a row, so a one-frame spike opens nothing. k = 1 is the shipped score. Per k,
 the part scales (`anomaly.fusion.part_scales`) and the threshold are refitted on
 the clips of --normal-videos, at the detector's own percentiles, as
 `anomaly.calibrate` fits them (the motion part's own part scales stay as saved);
-then on the clips of --videos: pooled frame ROC-AUC per group, and what the
-alarm does at the threshold (`anomaly.evaluate.alarm_report`: recall, normal
-frames flagged, false alarms per minute, median delay). A tool for choices: run
-it on validation clips only. Writes OUT (JSON).
+then on the clips of --videos: pooled frame ROC-AUC per group
+(`anomaly.evaluate.per_group_reports`), and what the alarm does at the
+threshold (`anomaly.evaluate.alarm_report`: recall, normal frames flagged,
+false alarms per minute, median delay). A tool for choices: run it on
+validation clips only. Writes OUT (JSON).
 """
 
 from __future__ import annotations
@@ -58,11 +59,9 @@ def opening_table(clips: list, normal: list, smooth: int, scale_percentile: floa
         {k: {"threshold", "roc_auc": {group: ROC-AUC}, "alarm": {group: alarm_report's}}}.
     """
     from anomaly.cells import percentile_threshold
-    from anomaly.evaluate import ScoredClip, alarm_report, kind_groups
+    from anomaly.evaluate import ScoredClip, alarm_report, per_group_reports
     from anomaly.fusion import fuse, part_scales
-    from anomaly.scoring import roc_auc
 
-    groups = kind_groups([c[0] for c in clips])
     table = {}
     for k in ks:
         def held(parts):
@@ -76,11 +75,7 @@ def opening_table(clips: list, normal: list, smooth: int, scale_percentile: floa
             s = fuse(held(parts), scales)
             keep = np.isfinite(s)
             scored.append(ScoredClip(kind, {"model": s[keep]}, labels[keep], s, labels, {}, fps))
-        roc = {}
-        for group, kinds in groups.items():
-            sel = [c for c in scored if c.kind in kinds]
-            roc[group] = round(roc_auc(np.concatenate([c.scores["model"] for c in sel]),
-                                       np.concatenate([c.labels for c in sel])), 3)
+        roc = {g: round(r["model"]["roc_auc"], 3) for g, r in per_group_reports(scored, ["model"]).items()}
         table[k] = {"threshold": threshold, "roc_auc": roc, "alarm": alarm_report(scored, threshold)}
     return table
 

@@ -8,7 +8,9 @@ The fused detector's alert opens at the first frame above the threshold, and
 its causal max over `smooth` frames holds it. Here each part's frame scores,
 before that max, first pass through a causal min over k frames (a morphological
 opening): a part counts at a level only once it has stayed there for k frames
-in a row, so a one-frame spike opens nothing. k = 1 is the shipped score. Per k,
+in a row, so a one-frame spike opens nothing. k = 1 is the shipped score. With
+--parts, the min applies only to the named parts listed (e.g. motion/surprise:
+a part of the motion part's maximum), the others as shipped. Per k,
 the part scales (`anomaly.fusion.part_scales`) and the threshold are refitted on
 the clips of --normal-videos, at the detector's own percentiles, as
 `anomaly.calibrate` fits them (the motion part's own part scales stay as saved);
@@ -46,15 +48,24 @@ def opening(scores: np.ndarray, k: int, smooth: int) -> np.ndarray:
     return causal_max(causal_min(scores, k), smooth)
 
 
+def sub_name(part: str, sub: str) -> str:
+    """The name `anomaly.fusion.FusedDetector.named_scores` gives a part's named part."""
+    return part if sub == part else f"{part}/{sub}"
+
+
 def opening_table(clips: list, normal: list, smooth: int, scale_percentile: float, percentile: float,
-                  ks=KS) -> dict:
+                  ks=KS, only=None) -> dict:
     """For each k, the fused score refitted and scored.
 
     Args:
-        clips: labelled clips, (kind, {part: (T,) unsmoothed scores}, (T,) labels, fps) each.
-        normal: {part: (T,) unsmoothed scores} of each normal clip the scales and threshold come from.
+        clips: labelled clips, (kind, {part: {named part: (T,) unsmoothed scores}}, (T,) labels, fps)
+            each; a part's score is the maximum of its named parts.
+        normal: {part: {named part: (T,) unsmoothed scores}} of each normal clip the scales and
+            threshold come from.
         smooth: the detector's causal max, frames.
         scale_percentile, percentile: the detector's (each part's scale, the threshold).
+        only: the named parts the min applies to, as "part/named part" or, for a part that
+            is its own one named part, "part" (None: all).
     Returns:
         {k: {"threshold", "roc_auc": {group: ROC-AUC}, "alarm": {group: alarm_report's}}}.
     """
@@ -65,7 +76,8 @@ def opening_table(clips: list, normal: list, smooth: int, scale_percentile: floa
     table = {}
     for k in ks:
         def held(parts):
-            return {n: opening(s, k, smooth) for n, s in parts.items()}
+            return {n: np.max([opening(s, k if only is None or sub_name(n, sub) in only else 1, smooth)
+                               for sub, s in subs.items()], axis=0) for n, subs in parts.items()}
 
         cal = [held(c) for c in normal]
         scales = part_scales(cal, scale_percentile)
@@ -81,7 +93,15 @@ def opening_table(clips: list, normal: list, smooth: int, scale_percentile: floa
 
 
 def main(argv=None):
-    args = common.fused_choice_args(__doc__, argv, "the scales and threshold come from")
+    def more(p):
+        p.add_argument("--parts", nargs="+", default=None, metavar="NAME",
+                       help="named parts the min applies to, e.g. motion/surprise (default: all)")
+        p.add_argument("--ks", nargs="+", type=int, default=list(KS), metavar="K",
+                       help=f"frames a part must stay at a level; 1 = shipped (default: {' '.join(map(str, KS))})")
+
+    args = common.fused_choice_args(__doc__, argv, "the scales and threshold come from", more)
+    if min(args.ks) < 1:
+        raise SystemExit(f"error: --ks must be frames >= 1, got {args.ks}")
 
     from anomaly.fusion import FusedDetector
 
@@ -89,9 +109,13 @@ def main(argv=None):
     smooth = det.parts[det.config.parts[0]].smooth
     for part in det.parts.values():  # the scores before the causal max, which `opening` applies
         part.smooth = 1
-    normal = common.fused_part_scores(det, args.normal_videos, labelled=False)
-    clips = common.fused_part_scores(det, args.videos)
-    table = opening_table(clips, normal, smooth, det.config.scale_percentile, det.config.percentile)
+    normal = common.fused_part_scores(det, args.normal_videos, labelled=False, named=True)
+    clips = common.fused_part_scores(det, args.videos, named=True)
+    names = {sub_name(n, sub) for n, subs in normal[0].items() for sub in subs}
+    if args.parts is not None and not set(args.parts) <= names:
+        raise SystemExit(f"error: --parts must be among {sorted(names)}, got {args.parts}")
+    table = opening_table(clips, normal, smooth, det.config.scale_percentile, det.config.percentile,
+                          ks=args.ks, only=args.parts)
     for k, row in table.items():
         alarm = row["alarm"].get("all", {})
         print(f"k={k}: ROC-AUC {row['roc_auc']}; all: recall {alarm.get('recall', 0):.2f}, "
@@ -100,7 +124,7 @@ def main(argv=None):
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:
         json.dump({"model": args.model, "normal_videos": args.normal_videos, "videos": args.videos,
-                   "smooth": smooth, "by_k": table}, f, indent=2)
+                   "parts": args.parts or sorted(names), "smooth": smooth, "by_k": table}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -82,9 +82,10 @@ def generated_set(args, offsets=(0.0,)) -> tuple[dict, dict]:
                   "sequences": args.sequences, "seed": args.seed}
 
 
-def fused_choice_args(doc: str, argv=None, normal: str = "the scales come from"):
+def fused_choice_args(doc: str, argv=None, normal: str = "the scales come from", more=None):
     """The flags of the benchmarks that compare choices for a fused detector on
-    validation clips: --model, --normal-videos (normal clips: `normal` says what for), --videos, --out."""
+    validation clips: --model, --normal-videos (normal clips: `normal` says what for), --videos, --out,
+    and those that `more(parser)` adds."""
     import argparse
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,20 +93,24 @@ def fused_choice_args(doc: str, argv=None, normal: str = "the scales come from")
     p.add_argument("--normal-videos", required=True, help=f"glob of normal clips {normal}")
     p.add_argument("--videos", required=True, help="glob of labelled choice clips")
     p.add_argument("--out", required=True, help="JSON to write")
+    if more is not None:
+        more(p)
     return p.parse_args(argv)
 
 
-def fused_part_scores(det, videos: str, labelled: bool = True) -> list:
+def fused_part_scores(det, videos: str, labelled: bool = True, named: bool = False) -> list:
     """A fused detector's part scores of each clip of the glob `videos`:
     (kind, {part: (T,) scores}, (T,) labels, fps) each; with `labelled` False
-    (normal clips without labels files), {part: (T,) scores} each."""
+    (normal clips without labels files), {part: (T,) scores} each. With `named`,
+    {part: {its named part: (T,) scores}} in place of each {part: (T,) scores}:
+    the part's `named_scores`, whose frame-by-frame maximum is its score."""
     from anomaly.evaluate import clip_kind
     from anomaly.video import expand_videos, labels_for, read_video, video_fps
 
     clips = []
     for q in expand_videos(videos):
         raw = det.features(read_video(q))
-        scores = det.part_scores(raw)
+        scores = {n: p.named_scores(raw) for n, p in det.parts.items()} if named else det.part_scores(raw)
         clips.append((clip_kind(os.path.splitext(os.path.basename(q))[0]), scores, labels_for(q, len(raw), None),
                       video_fps(q)) if labelled else scores)
     return clips

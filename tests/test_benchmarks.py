@@ -233,9 +233,9 @@ def test_alert_opening_by_hand():
                                   [np.nan, 2.0, 1.0, 1.0])
     # one part, its scale the normal clip's largest value (100th percentile), the threshold the
     # 80th percentile of the normal clip's fused scores (linear: 4 x 0.8 = 3.2 between sorted values)
-    normal = [{"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}]
-    clips = [("normal", {"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}, np.zeros(5, int), 10.0),
-             ("stop", {"a": np.array([1.0, 1.0, 3.0, 3.0, 1.0])}, np.array([0, 0, 1, 1, 1]), 10.0)]
+    normal = [{"a": {"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}}]
+    clips = [("normal", {"a": {"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}}, np.zeros(5, int), 10.0),
+             ("stop", {"a": {"a": np.array([1.0, 1.0, 3.0, 3.0, 1.0])}}, np.array([0, 0, 1, 1, 1]), 10.0)]
     table = alert_opening.opening_table(clips, normal, smooth=1, scale_percentile=100, percentile=80, ks=(1, 2))
     # k = 1: scale 4, normal fused (.25, 1, .25, .25, .25) -> threshold .25 + 0.2 x .75 = 0.4; the stop
     # clip's anomalous frames (.75, .75, .25): 2 of 3 flagged; the spike is one false alarm in 0.5 s
@@ -251,3 +251,13 @@ def test_alert_opening_by_hand():
     assert two["threshold"] == 1.0 and two["alarm"]["all"]["recall"] == pytest.approx(1 / 3)
     assert two["alarm"]["all"]["false_alarms_per_min"] == 0
     assert two["roc_auc"]["all"] == round(14 / 21, 3)
+    # the same part as the max of two named parts, the spike in "a/s" and a flat 1 in "a/b": the min
+    # applied to "a/s" alone gives k = 2's numbers; applied to "a/b" alone (flat, unchanged), k = 1's
+    split = lambda c: {"a": {"s": c["a"]["a"], "b": np.ones(5)}}
+    clips2 = [(k, split(p), y, f) for k, p, y, f in clips]
+    for only, want in ((["a/s"], two), (["a/b"], one)):
+        t = alert_opening.opening_table(clips2, [split(normal[0])], smooth=1, scale_percentile=100,
+                                        percentile=80, ks=(2,), only=only)[2]
+        assert t["threshold"] == pytest.approx(want["threshold"]) and t["roc_auc"] == want["roc_auc"]
+    assert alert_opening.sub_name("reconstruct", "reconstruct") == "reconstruct"
+    assert alert_opening.sub_name("motion", "surprise") == "motion/surprise"

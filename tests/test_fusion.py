@@ -220,6 +220,15 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     shipped = json.load(open(tmp_path / "opening.json"))["by_k"]["1"]
     assert shipped["roc_auc"]["all"] == auc and shipped["threshold"] == pytest.approx(meta["threshold"])
     assert shipped["alarm"]["all"]["recall"] == pytest.approx(m["alarm"]["all"]["recall"])
+    # the min on one named part only: at k = 1 still the shipped score; a name it lacks is refused
+    alert_opening.main(["--model", out, "--normal-videos", held_out, "--videos", labelled, "--parts",
+                        "motion/surprise", "--ks", "1", "2", "--out", str(tmp_path / "opening_s.json")])
+    surprise = json.load(open(tmp_path / "opening_s.json"))
+    assert surprise["parts"] == ["motion/surprise"] and list(surprise["by_k"]) == ["1", "2"]
+    assert surprise["by_k"]["1"]["roc_auc"] == shipped["roc_auc"]
+    with pytest.raises(SystemExit, match="error: --parts must be among"):
+        alert_opening.main(["--model", out, "--normal-videos", held_out, "--videos", labelled, "--parts",
+                            "motion/nothing", "--out", str(tmp_path / "no.json")])
     # the part scales hold for the saved settings: changed only where they are rescaled
     assert evaluate.main(["--model", out, "--videos", src, "--out", ev, "--overwrite", "--smooth", "2"]) == 2
     assert "anomaly.calibrate --smooth" in capsys.readouterr().err

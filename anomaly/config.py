@@ -24,6 +24,9 @@ from config import from_fields
 OBJECTIVES = ("reconstruct", "motion")
 SCORES = ("mean", "local")
 RENAMED = {"image_size": "frame_size", "patch": "patch_size"}  # older detector.json -> today
+# Fields of older detector.json that were measured on the fused default and removed (anomaly/README.md,
+# "Options"): each read at its off value and dropped; a folder that used one is refused.
+REMOVED = {"coords": (False, "coordinate channels in the autoencoder")}
 
 
 def check_border(border: int, size: int, name: str = "border") -> None:
@@ -161,5 +164,12 @@ class DetectorConfig:
 
 
 def _renamed(d):
-    """An older folder's field names read as today's (anything but an object is left for the check)."""
-    return {RENAMED.get(k, k): v for k, v in d.items()} if isinstance(d, dict) else d
+    """An older folder's field names read as today's and its removed fields dropped (anything but an
+    object is left for the check); a folder that used a removed field is refused with one line."""
+    if not isinstance(d, dict):
+        return d
+    for k, (off, what) in REMOVED.items():
+        if k in d and d[k] != off:
+            raise InputError(f"this detector uses {what} ({k} = {d[k]!r}), which was removed (it did not "
+                             "improve the fused default); retrain it with python -m anomaly.train")
+    return {RENAMED.get(k, k): v for k, v in d.items() if k not in REMOVED}

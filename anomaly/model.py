@@ -18,10 +18,7 @@ from model import DepthToSpace, SpaceToDepth, convlstm_block, dtype_policy
 class AEConfig:
     """encoder / decoder: ConvLSTM filters per layer (the output layer maps the
     last decoder layer back to the 3 feature channels); kernel: ConvLSTM kernel;
-    patch_size: space-to-depth factor; window: frames per window; frame_size: S;
-    coords: the input also carries two coordinate channels (x and y in [-1, 1]),
-    so the convolutions, translation-equivariant otherwise, can learn what is
-    normal *where* (which way a lane walks)."""
+    patch_size: space-to-depth factor; window: frames per window; frame_size: S."""
 
     encoder: tuple = (32, 64, 32)
     decoder: tuple = (64, 32)
@@ -32,7 +29,6 @@ class AEConfig:
     channels: int = 3
     precision: str = "float32"
     bn_momentum: float = 0.9  # a few hundred steps of training: moving stats must keep up
-    coords: bool = False
 
     def to_dict(self):
         return asdict(self)
@@ -84,8 +80,7 @@ def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
         raise InputError(f"patch_size {p} must divide frame_size {s}")
     policy = dtype_policy(cfg.precision)
     inp = keras.Input((None, s, s, c), name="features")
-    x = CoordChannels(name="coords")(inp) if cfg.coords else inp
-    x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(x) if p > 1 else x
+    x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(inp) if p > 1 else inp
     for i, f in enumerate(cfg.encoder):
         x = convlstm_block(x, f, cfg.kernel, name=f"enc{i}", dtype=policy, bn_momentum=cfg.bn_momentum)
     for i, f in enumerate(cfg.decoder):

@@ -38,8 +38,8 @@ DENSITIES = {"mog2": "mog2", "hog": "hog", "yolo-pose": "keypoints"}
 # Settings that only some objectives read: given with another, they are refused
 # instead of silently ignored (the fused detector reads both parts' settings).
 AE_ONLY, MOTION_ONLY = ("reconstruct", "fused"), ("motion", "fused")
-ONE_OBJECTIVE = {"preset": AE_ONLY, "seq_len": AE_ONLY, "window_stride": AE_ONLY, "coords": AE_ONLY,
-                 "still_speed": AE_ONLY, "scale_percentile": MOTION_ONLY, "counts": MOTION_ONLY}
+ONE_OBJECTIVE = {"preset": AE_ONLY, "seq_len": AE_ONLY, "window_stride": AE_ONLY, "still_speed": AE_ONLY,
+                 "scale_percentile": MOTION_ONLY, "counts": MOTION_ONLY}
 
 
 @dataclass
@@ -71,7 +71,6 @@ class TrainSettings:
     mog2_learning_rate: float = 0.001  # -1: OpenCV's 1 / history, which absorbs people who stand
     mog2_warmup: int = 10             # frames at the rate 1 / (t + 1) first (no ghosts)
     still_speed: float = 0.0          # > 0: a standing-density channel
-    coords: bool = False              # coordinate channels for the autoencoder
     augment: int = 0                  # augmented copies per training clip
     patience: int = 6                 # early stopping
     seed: int = 0
@@ -167,8 +166,6 @@ def parse_args(argv=None) -> TrainSettings:
     setting("mog2_warmup", "the first N frames of each clip or stream build the background quickly (rate "
             "1/(t+1)), so people in the first frame leave no ghost")
     setting("still_speed", "add a standing-density channel, density * exp(-speed / this) (0 = off)")
-    p.add_argument("--coords", choices=["true", "false"], default="false",
-                   help="give the autoencoder the pixel coordinates (default: false)")
     setting("augment", "augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
     setting("patience", "early-stopping patience")
     setting("seed", "seed of the weights and augmentation")
@@ -180,7 +177,6 @@ def parse_args(argv=None) -> TrainSettings:
     for old, new in (("--sequence-length", "--seq-len"), ("--image-size", "--frame-size"), ("--score-stride", "--stride")):
         p.add_renamed(old, new)
     args = vars(p.parse_args(argv))
-    args["coords"] = args["coords"] == "true"
     args["counts"] = args["counts"] == "true"
     return TrainSettings(**args)
 
@@ -314,7 +310,7 @@ class AutoencoderFit:
         xtr, xva = (np.concatenate([norm(windows(f, cfg.seq_len, cfg.window_stride)) for f in fs])
                     for fs in (tr_feats, va_feats))
         ae_cfg = dataclasses.replace(AE_PRESETS[cfg.preset], window=cfg.seq_len, frame_size=cfg.frame_size,
-                                     coords=cfg.coords, channels=channels)
+                                     channels=channels)
         keras.utils.set_random_seed(cfg.seed)
         with strategy.scope():
             ae = build_autoencoder(ae_cfg)

@@ -220,7 +220,6 @@ CASES = [
     (a_train.main, TRAIN_DET + ["--objective", "reconstruct", "--scale-percentile", "95"],
      "--scale-percentile 95.0 applies to --objective motion or fused only"),
     (a_train.main, TRAIN_DET + ["--objective", "motion", "--seq-len", "8"], "--seq-len 8 applies to --objective reconstruct"),
-    (a_train.main, TRAIN_DET + ["--objective", "motion", "--coords", "true"], "--coords true applies to"),
     (a_train.main, TRAIN_DET + ["--lr", "0"], "--lr"),
     *([(a_train.main, TRAIN_DET + ["--density", "yolo-pose"], "--density yolo-pose needs Ultralytics")]
       if importlib.util.find_spec("ultralytics") is None else []),

@@ -131,6 +131,21 @@ class CausalConv3D(layers.Conv3D):
         return {**super().get_config(), "causal": self.causal}
 
 
+def patched_input(frame_size: int, channels: int, patch_size: int, precision: str, name: str) -> tuple:
+    """The input of a video network, (N, T, S, S, C), and its frames folded into patch_size^2 patches.
+
+    Returns:
+        (the keras.Input, the tensor after `SpaceToDepth` (the input itself when patch_size is 1), the
+        dtype policy of `precision`).
+    """
+    if patch_size < 1 or frame_size % patch_size:
+        raise InputError(f"patch_size {patch_size} must divide frame_size {frame_size}")
+    policy = dtype_policy(precision)
+    inp = keras.Input((None, frame_size, frame_size, channels), name=name)
+    x = SpaceToDepth(patch_size, dtype=policy, name="space_to_depth")(inp) if patch_size > 1 else inp
+    return inp, x, policy
+
+
 def convlstm_block(x, filters: int, kernel_size: int, name: str, dtype="float32",
                    return_sequences: bool = True, bn_momentum: float = 0.99):
     """ConvLSTM2D -> BatchNorm -> ReLU: the block the predictor and the anomaly
@@ -165,12 +180,8 @@ def build_model(config: ModelConfig | None = None, name: str = "convlstm_predict
     cfg = config or ModelConfig()
     if len(cfg.filters) != len(cfg.kernel_sizes) or not cfg.filters:
         raise InputError("filters and kernel_sizes must be non-empty and of equal length")
-    p, s, c = cfg.patch_size, cfg.frame_size, cfg.channels
-    if p < 1 or s % p:
-        raise InputError(f"patch_size {p} must divide frame_size {s}")
-    policy = dtype_policy(cfg.precision)
-    inputs = keras.Input((None, s, s, c), name="frames")
-    x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(inputs) if p > 1 else inputs
+    p, c = cfg.patch_size, cfg.channels
+    inputs, x, policy = patched_input(cfg.frame_size, c, p, cfg.precision, "frames")
     frames_in = x
     for i, (f, k) in enumerate(zip(cfg.filters, cfg.kernel_sizes)):
         x = convlstm_block(x, f, k, name=f"block{i}", dtype=policy, bn_momentum=cfg.bn_momentum)

@@ -1,5 +1,5 @@
 """The detector's networks: the ConvLSTM autoencoder, built from the predictor's
-blocks (`model.convlstm_block`, `SpaceToDepth`, `DepthToSpace`), and the motion
+blocks (`model.patched_input`, `convlstm_block`, `DepthToSpace`), and the motion
 model (`anomaly.motion`: where people are -> how they move there)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from keras import layers, ops
 
 from cli import InputError
 from config import from_fields
-from model import DepthToSpace, SpaceToDepth, convlstm_block, dtype_policy
+from model import DepthToSpace, convlstm_block, patched_input
 
 
 @dataclass
@@ -75,12 +75,8 @@ AE_PRESETS = {
 def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
     """(N, T, S, S, C) normalised features -> their reconstruction, same shape."""
     cfg = cfg or AEConfig()
-    p, s, c = cfg.patch_size, cfg.frame_size, cfg.channels
-    if p < 1 or s % p:
-        raise InputError(f"patch_size {p} must divide frame_size {s}")
-    policy = dtype_policy(cfg.precision)
-    inp = keras.Input((None, s, s, c), name="features")
-    x = SpaceToDepth(p, dtype=policy, name="space_to_depth")(inp) if p > 1 else inp
+    p, c = cfg.patch_size, cfg.channels
+    inp, x, policy = patched_input(cfg.frame_size, c, p, cfg.precision, "features")
     for i, f in enumerate(cfg.encoder):
         x = convlstm_block(x, f, cfg.kernel, name=f"enc{i}", dtype=policy, bn_momentum=cfg.bn_momentum)
     for i, f in enumerate(cfg.decoder):

@@ -163,14 +163,19 @@ class FusedDetector:
     def score_features(self, raw: np.ndarray) -> np.ndarray:
         return self.fuse(self.part_scores(raw))
 
+    def named_part_scores(self, raw: np.ndarray) -> dict:
+        """{part: {name: (T,) scores}}: each part's own named parts ("reconstruct",
+        "motion/surprise", ...) in the part's units, whose frame-by-frame maximum is
+        the part's score."""
+        return {name: {name if sub == p.objective else f"{name}/{sub}": v for sub, v in p.named_scores(raw).items()}
+                for name, p in self.parts.items()}
+
     def named_scores(self, raw: np.ndarray) -> dict:
         """{name: (T,) scores} whose frame-by-frame maximum is the fused score:
-        each part's own named parts ("reconstruct", "motion/surprise", ...) in
-        units of that part's scale; NaN wherever a part has no score yet, as in `fuse`."""
-        out = {}
-        for name, p in self.parts.items():
-            for sub, v in p.named_scores(raw).items():
-                out[name if sub == p.objective else f"{name}/{sub}"] = v / self.config.scales[name]
+        `named_part_scores` in units of each part's scale; NaN wherever a part
+        has no score yet, as in `fuse`."""
+        out = {k: v / self.config.scales[name] for name, subs in self.named_part_scores(raw).items()
+               for k, v in subs.items()}
         first = np.isnan(np.stack(list(out.values()))).any(axis=0)  # before every part has a score
         return {k: np.where(first, np.nan, v) for k, v in out.items()}
 

@@ -48,11 +48,6 @@ def opening(scores: np.ndarray, k: int, smooth: int) -> np.ndarray:
     return causal_max(causal_min(scores, k), smooth)
 
 
-def sub_name(part: str, sub: str) -> str:
-    """The name `anomaly.fusion.FusedDetector.named_scores` gives a part's named part."""
-    return part if sub == part else f"{part}/{sub}"
-
-
 def opening_table(clips: list, normal: list, smooth: int, scale_percentile: float, percentile: float,
                   ks=KS, only=None) -> dict:
     """For each k, the fused score refitted and scored.
@@ -64,8 +59,7 @@ def opening_table(clips: list, normal: list, smooth: int, scale_percentile: floa
             threshold come from.
         smooth: the detector's causal max, frames.
         scale_percentile, percentile: the detector's (each part's scale, the threshold).
-        only: the named parts the min applies to, as "part/named part" or, for a part that
-            is its own one named part, "part" (None: all).
+        only: the named parts the min applies to, e.g. "motion/surprise" (None: all).
     Returns:
         {k: {"threshold", "roc_auc": {group: ROC-AUC}, "alarm": {group: alarm_report's}}}.
     """
@@ -76,8 +70,8 @@ def opening_table(clips: list, normal: list, smooth: int, scale_percentile: floa
     table = {}
     for k in ks:
         def held(parts):
-            return {n: np.max([opening(s, k if only is None or sub_name(n, sub) in only else 1, smooth)
-                               for sub, s in subs.items()], axis=0) for n, subs in parts.items()}
+            return {n: np.max([opening(s, k if only is None or sub in only else 1, smooth) for sub, s in subs.items()],
+                              axis=0) for n, subs in parts.items()}
 
         cal = [held(c) for c in normal]
         scales = part_scales(cal, scale_percentile)
@@ -111,7 +105,7 @@ def main(argv=None):
         part.smooth = 1
     normal = common.fused_part_scores(det, args.normal_videos, labelled=False, named=True)
     clips = common.fused_part_scores(det, args.videos, named=True)
-    names = {sub_name(n, sub) for n, subs in normal[0].items() for sub in subs}
+    names = {sub for subs in normal[0].values() for sub in subs}
     if args.parts is not None and not set(args.parts) <= names:
         raise SystemExit(f"error: --parts must be among {sorted(names)}, got {args.parts}")
     table = opening_table(clips, normal, smooth, det.config.scale_percentile, det.config.percentile,

@@ -253,11 +253,9 @@ def test_alert_opening_by_hand():
     assert two["roc_auc"]["all"] == round(14 / 21, 3)
     # the same part as the max of two named parts, the spike in "a/s" and a flat 1 in "a/b": the min
     # applied to "a/s" alone gives k = 2's numbers; applied to "a/b" alone (flat, unchanged), k = 1's
-    split = lambda c: {"a": {"s": c["a"]["a"], "b": np.ones(5)}}
+    split = lambda c: {"a": {"a/s": c["a"]["a"], "a/b": np.ones(5)}}
     clips2 = [(k, split(p), y, f) for k, p, y, f in clips]
     for only, want in ((["a/s"], two), (["a/b"], one)):
         t = alert_opening.opening_table(clips2, [split(normal[0])], smooth=1, scale_percentile=100,
                                         percentile=80, ks=(2,), only=only)[2]
         assert t["threshold"] == pytest.approx(want["threshold"]) and t["roc_auc"] == want["roc_auc"]
-    assert alert_opening.sub_name("reconstruct", "reconstruct") == "reconstruct"
-    assert alert_opening.sub_name("motion", "surprise") == "motion/surprise"

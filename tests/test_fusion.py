@@ -84,6 +84,11 @@ def test_named_scores_are_the_parts_whose_max_is_the_fused_score():
     np.testing.assert_allclose(named["motion"][3:], parts["motion"][3:] / 0.5)
     assert np.isnan(named["motion"][:3]).all()  # no fused score before the autoencoder's first window
     np.testing.assert_array_equal(np.max(np.stack(list(named.values())), axis=0), det.score_features(raw))
+    # the same names per part, in the part's own units: their maximum is the part's score
+    by_part = det.named_part_scores(raw)
+    assert {p: list(n) for p, n in by_part.items()} == {"reconstruct": ["reconstruct"], "motion": ["motion"]}
+    for p, n in by_part.items():
+        np.testing.assert_array_equal(np.max(np.stack(list(n.values())), axis=0), parts[p])
 
 
 def test_held_out_flagged_scores_each_clip_as_calibrated_on_the_others():

@@ -95,9 +95,11 @@ class MotionConfig:
     cell_widths: 3x3 Conv2D filters after averaging each cell (the model sees
     its neighbourhood); frame_size S and border b: the cells are the detector's
     grid (`cells.cell_grid`: S // 8 pixels, inside the border); directions,
-    speed_edges, occupied: the motion bins (`anomaly.location.LocationModel`);
-    speed_scale: the speed head predicts the cell's mean flow speed divided by
-    this (the training clips' mean, so its targets are near 1); min_speed: the
+    speed_edges, occupied: the motion bins (`anomaly.location.LocationModel`;
+    `anomaly.motion.fit` keeps the first edge, the still speed, and fits the
+    others on the training clips); speed_scale: the speed head predicts the
+    cell's mean flow speed divided by this (the training clips' mean, so its
+    targets are near 1); min_speed: the
     floor of both speeds in the pace score (px/frame: a near-empty, still frame
     is not a surprise)."""
 

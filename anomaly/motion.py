@@ -39,6 +39,8 @@ the motion off it, and then predicts an anomalous motion as well as a normal one
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from anomaly.cells import cell_grid, percentile_scale, reduce_cells
@@ -51,6 +53,10 @@ DENSITY = 2  # the density channel of the raw features
 # higher ones rest on a handful of frames.
 SCALE_PERCENTILE = 99.0
 SPEED_WEIGHT = 0.1  # of the speed loss beside the bins' cross-entropy (early stopping watches their sum)
+# The moving speed bands split at these percentiles of the training clips' moving cells, so
+# they follow the camera's frame rate and distance; the top band holds what normal footage
+# shows in one moving cell of 2000 (chosen on validation: anomaly/README.md, Speed bands).
+BAND_PERCENTILES = (80.0, 99.95)
 
 
 def bin_model(cfg: MotionConfig) -> LocationModel:
@@ -68,6 +74,33 @@ def mean_cell_speed(feats: list, border: int) -> float:
     no flow, left out): the speed head's scale (at least 1e-3)."""
     speeds = np.concatenate([cell_speeds(f[1:], border).ravel() for f in feats])
     return float(max(speeds.mean(), 1e-3))
+
+
+def fitted_speed_edges(feats: list, border: int, still: float) -> tuple:
+    """The speed band edges for clips' raw features (frame 0 of each, which has no
+    flow, left out): `still` (below it a cell is still or empty: flow's noise
+    floor, not the scene's), then for each of `BAND_PERCENTILES` q the q-th
+    percentile of the cell speeds at or above `still`, moved just above it
+    where ties would leave more than (100 - q)% of those cells at or above it
+    (a scene whose people all walk at one speed keeps them below the top band).
+    Nothing moving: every edge is `still`."""
+    speeds = np.concatenate([cell_speeds(f[1:], border).ravel() for f in feats]).astype(np.float64)
+    moving = speeds[speeds >= still]
+    edges = [float(still)]
+    for q in BAND_PERCENTILES:
+        e = max(edges[-1], float(np.percentile(moving, q))) if moving.size else edges[-1]
+        if moving.size and np.mean(moving >= e) > (100 - q) / 100:
+            e = float(np.nextafter(e, np.inf))
+        edges.append(e)
+    return tuple(edges)
+
+
+def fitted_config(cfg: MotionConfig, train_feats: list) -> MotionConfig:
+    """`cfg` with what the training clips' raw features set: speed_scale
+    (`mean_cell_speed`) and the speed band edges above the still edge
+    (`fitted_speed_edges`)."""
+    return dataclasses.replace(cfg, speed_scale=mean_cell_speed(train_feats, cfg.border),
+                               speed_edges=fitted_speed_edges(train_feats, cfg.border, cfg.speed_edges[0]))
 
 
 def targets(raw: np.ndarray, cfg: MotionConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -130,19 +163,18 @@ def fit(train_feats: list, val_feats: list, density_norm, cfg: MotionConfig, *, 
         train_feats, val_feats: lists of (T, S, S, C) raw features (frame 0 of
             each clip, which has no flow, is left out).
         density_norm: callable raw features -> normalised (the detector's Normalizer).
-        cfg: the model's config (its speed_scale is set here from the training clips).
+        cfg: the model's config (its speed_scale and speed band edges above the
+            first are set here from the training clips).
         callbacks: more Keras callbacks for the fit (e.g. TensorBoard).
 
     Returns:
-        (model, cfg with speed_scale, keras History).
+        (model, cfg with speed_scale and speed_edges, keras History).
     """
-    import dataclasses
-
     import keras
 
     from anomaly.model import build_motion_model, fit_callbacks
 
-    cfg = dataclasses.replace(cfg, speed_scale=mean_cell_speed(train_feats, cfg.border))
+    cfg = fitted_config(cfg, train_feats)
 
     def arrays(feats):
         x = np.concatenate([density_norm(f[1:])[..., DENSITY:DENSITY + 1] for f in feats])

@@ -18,7 +18,6 @@ OUT (JSON).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import json
 import os
@@ -152,9 +151,9 @@ def main(argv=None):
                       ("frame, 5x5 kernels", MotionConfig(kernel=5))):
         results[name] = per_group(run_frame(fit_clips, held, val, norm, cfg, args.epochs), val)
         print(name, results[name], flush=True)
-    from anomaly.motion import mean_cell_speed
+    from anomaly.motion import fitted_config
 
-    cfg = dataclasses.replace(MotionConfig(), speed_scale=mean_cell_speed(fit_clips, MotionConfig().border))
+    cfg = fitted_config(MotionConfig(), fit_clips)
     name = "window of 8 frames, cell-level ConvLSTM"
     results[name] = per_group(run_windowed(fit_clips, held, val, norm, cfg, 8, args.epochs), val)
     print(name, results[name], flush=True)

@@ -90,6 +90,7 @@ def test_speed_bands_are_fitted_on_the_training_clips():
     raw[1:, ..., 0] = np.array([0.05, 1, 2, 3, 4, 5], np.float32)[:, None, None]
     edges = motion.fitted_speed_edges([raw], 0, 0.1)
     np.testing.assert_allclose(edges, (0.1, 4.2, 5.0), rtol=1e-6)
+    assert edges[1] == np.percentile(np.repeat([1.0, 2, 3, 4, 5], 64), 80)  # kept: no tie at 4.2
     assert edges[2] == np.nextafter(5.0, np.inf)
     assert motion.fitted_speed_edges([raw[:2]], 0, 0.1) == (0.1, 0.1, 0.1)  # nothing moves: any motion is top band
     # a camera at half the frame rate sees everyone twice as fast per frame: the fitted

@@ -21,6 +21,9 @@ by a rule:
             each part's normal frames centred, so that a part whose normal scores sit
             just below its scale (the motion part on the mixed scene: `normal_levels`
             in OUT) does not outrank the other part's anomalies on ordinary frames
+    max_or_excess  max and excess as two parts of a max, each over the same percentile
+            of its own scores on the normal clips: one part alone raises a frame as
+            the max does, several parts a little above their medians as the excess does
 
 at the scale percentiles of SWEEP (the shipped detector: 99), beside each part alone. Pooled frame
 ROC-AUC per anomaly group, on the frames every part scores. This is a tool for choices: run it on
@@ -62,6 +65,19 @@ def _rules() -> dict:
             "excess": lambda s, c, m: _excesses(s, c, m).sum(0),
             "excess_l2": lambda s, c, m: np.sqrt((_excesses(s, c, m) ** 2).sum(0)),
             "centred_max": lambda s, c, m: _centred(s, c, m).max(0)}
+
+
+def _max_or_excess(normal: list, scales: dict, medians: dict, percentile: float):
+    """The rule max_or_excess at these part scales and medians: scores -> (T,), the
+    larger of the max and the excess rules, each divided by its `percentile` on the
+    normal clips ({part: (T,) scores} each)."""
+    from anomaly.cells import percentile_scale
+
+    rules = _rules()
+    pair = ("max", "excess")
+    q = {r: percentile_scale(np.concatenate([rules[r](s, scales, medians) for s in normal]), percentile)
+         for r in pair}
+    return lambda s: np.maximum(*(rules[r](s, scales, medians) / q[r] for r in pair))
 
 
 SWEEP = (90, 95, 99)  # scale percentiles (99: shipped)
@@ -107,6 +123,8 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
     for pct in sweep:
         for name, rule in rules.items():
             table[f"{name} @{pct:g}"] = row([rule(s, levels[pct], levels[50]) for _, s, _ in clips])
+        either = _max_or_excess(normal, levels[pct], levels[50], pct)
+        table[f"max_or_excess @{pct:g}"] = row([either(s) for _, s, _ in clips])
     return table
 
 

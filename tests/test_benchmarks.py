@@ -152,10 +152,20 @@ def test_fusion_rules_by_hand():
     # centred_max: normal (1, 4) -> max(-0.5, 1) = 1, (2, 1) -> max(0, -0.5) = 0; anomalous (3, 0)
     # and (0, 3) -> max(0.5, -1) = 0.5 each -> 2 of 4.
     # a alone: anomalous 3 beats 1 and 2, 0 beats neither -> 2 of 4; b alone: 3 beats 1 -> 1 of 4.
+    # max_or_excess: on the scaling clip max scores (0.25, 1, 1) and excess (0, 1, 1), both at most 1,
+    # so the labelled frames score max(max, excess): normal (1, 4) -> 1, (2, 1) -> 0.5; anomalous
+    # 0.75 each (max 0.75, excess 0.5) -> 2 of 4.
     assert table == {"a alone": {"all": 0.5, "stop": 0.5}, "b alone": {"all": 0.25, "stop": 0.25},
                      "max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25},
                      "excess @100": {"all": 0.5, "stop": 0.5}, "excess_l2 @100": {"all": 0.5, "stop": 0.5},
-                     "centred_max @100": {"all": 0.5, "stop": 0.5}}
+                     "centred_max @100": {"all": 0.5, "stop": 0.5}, "max_or_excess @100": {"all": 0.5, "stop": 0.5}}
+    # each rule over its own top on the normal clip: both tops 1 here, so a frame with a = 8, b = 2
+    # scores max(max 2, excess 3) = 3; with a normal clip a = (1, 2, 3), b = (1, 3, 2) the max's
+    # top is 0.75 and the excess's 0.5, and the same frame scores max(2 / 0.75, 3 / 0.5) = 6
+    frame = {"a": np.array([8.0]), "b": np.array([2.0])}
+    for clip, want in ((normal, 3.0), ([{"a": np.array([1.0, 2.0, 3.0]), "b": np.array([1.0, 3.0, 2.0])}], 6.0)):
+        either = fusion_rules._max_or_excess(clip, {"a": 4.0, "b": 4.0}, {"a": 2.0, "b": 2.0}, 100)
+        np.testing.assert_allclose(either(frame), [want])
     rules, scales, medians = fusion_rules._rules(), {"a": 4.0, "b": 4.0}, {"a": 2.0, "b": 2.0}
     np.testing.assert_allclose(rules["excess"]({"a": np.array([1.0, 2.0, 3.0]), "b": np.array([4.0, 1.0, 0.0])},
                                                scales, medians), [1.0, 0.0, 0.5])

@@ -98,6 +98,9 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
     Args:
         clips: labelled clips, (kind, {part: (T,) scores}, (T,) labels) each.
         normal: {part: (T,) scores} of each normal clip the scales come from.
+        rules: {name: rule(scores, scales, medians)}, default `_rules()`; the
+            max_or_excess row, which also needs the normal clips' scores, is
+            always added.
     Returns:
         {"PART alone" or "RULE @PCT": {group: ROC-AUC}}, on the frames where every
         part has a score.

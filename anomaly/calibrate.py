@@ -135,6 +135,15 @@ def operating_percentiles(chosen: float) -> list:
     return sorted(set(OPERATING_POINTS) | {float(chosen)})
 
 
+def footage(seconds: float) -> str:
+    """A duration as a reader wants it: '20 s', '4.5 min', '2.0 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def print_operating_points(det, scores: list, videos: list, labelled: list, chosen: float,
                            held_out: dict | None = None) -> None:
     """The table of `anomaly.scoring.operating_points` for the calibrated
@@ -148,8 +157,11 @@ def print_operating_points(det, scores: list, videos: list, labelled: list, chos
         raw = det.features(read_video(v))
         anomalous.append((det.score_features(raw), labels_for(v, len(raw))))
     pcts = operating_percentiles(chosen)
-    rows = operating_points(scores, [video_fps(v) for v in videos], pcts, anomalous)
-    print(f"operating points (false alarms on the {len(videos)} calibration clip(s)"
+    fps = [video_fps(v) for v in videos]
+    rows = operating_points(scores, fps, pcts, anomalous)
+    # how much footage the false alarms per hour stand on: 20 s of it is a rough guide, an hour is not
+    seconds = sum(len(s) / f for s, f in zip(scores, fps))
+    print(f"operating points (false alarms on the {len(videos)} calibration clip(s), {footage(seconds)} of footage"
           + (f"; recall on the anomalous frames of {len(labelled)} labelled clip(s))" if labelled else ")"))
     print("  percentile   threshold   frames flagged   held-out flagged   false alarms/hour   recall")
     for r in rows:

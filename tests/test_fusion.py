@@ -257,7 +257,13 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert calibrate.main(["--model", out, "--videos", normal, "--smooth", "4", "--percentile", "90",
                            "--labelled-videos", src]) == 0
     meta2 = json.load(open(os.path.join(out, "detector.json")))
-    table = capsys.readouterr().out.split("recall\n")[1].splitlines()  # the operating points, one per percentile
+    printed = capsys.readouterr().out
+    from anomaly.video import video_fps
+
+    seconds = len(read_video(normal)) / video_fps(normal)  # what the false alarms per hour stand on
+    assert f"the 1 calibration clip(s), {calibrate.footage(seconds)} of footage" in printed
+    assert [calibrate.footage(x) for x in (20.4, 270, 7200)] == ["20 s", "4.5 min", "2.0 h"]
+    table = printed.split("recall\n")[1].splitlines()  # the operating points, one per percentile
     assert [r.split()[0] for r in table] == ["90*", "95", "98", "99", "99.5"]
     assert float(table[0].split()[1]) == pytest.approx(meta2["threshold"], abs=1e-4)  # the row of the one set
     assert all(r.split()[-1] != "-" for r in table)  # recall on the labelled panic clip

@@ -159,7 +159,7 @@ def print_operating_points(det, scores: list, videos: list, labelled: list, chos
     pcts = operating_percentiles(chosen)
     fps = [video_fps(v) for v in videos]
     rows = operating_points(scores, fps, pcts, anomalous)
-    # how much footage the false alarms per hour stand on: 20 s of it is a rough guide, an hour is not
+    # how much footage the false alarms per hour stand on: from 20 s they are a rough guide, from an hour a measurement
     seconds = sum(len(s) / f for s, f in zip(scores, fps))
     print(f"operating points (false alarms on the {len(videos)} calibration clip(s), {footage(seconds)} of footage"
           + (f"; recall on the anomalous frames of {len(labelled)} labelled clip(s))" if labelled else ")"))

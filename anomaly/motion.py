@@ -69,22 +69,26 @@ def cell_speeds(raw: np.ndarray, border: int) -> np.ndarray:
     return cell_grid(np.hypot(raw[..., 0], raw[..., 1]), border)
 
 
-def mean_cell_speed(feats: list, border: int) -> float:
-    """The mean cell speed over clips' raw features (frame 0 of each, which has
-    no flow, left out): the speed head's scale (at least 1e-3)."""
-    speeds = np.concatenate([cell_speeds(f[1:], border).ravel() for f in feats])
+def clip_cell_speeds(feats: list, border: int) -> np.ndarray:
+    """Every cell's mean flow speed over clips' raw features (frame 0 of each,
+    which has no flow, left out), flattened: what the fit reads the scene's
+    speeds from."""
+    return np.concatenate([cell_speeds(f[1:], border).ravel() for f in feats])
+
+
+def mean_cell_speed(speeds: np.ndarray) -> float:
+    """The mean of `clip_cell_speeds`: the speed head's scale (at least 1e-3)."""
     return float(max(speeds.mean(), 1e-3))
 
 
-def fitted_speed_edges(feats: list, border: int, still: float) -> tuple:
-    """The speed band edges for clips' raw features (frame 0 of each, which has no
-    flow, left out): `still` (below it a cell is still or empty: flow's noise
-    floor, not the scene's), then for each of `BAND_PERCENTILES` q the q-th
-    percentile of the cell speeds at or above `still`, moved just above it
-    where ties would leave more than (100 - q)% of those cells at or above it
-    (a scene whose people all walk at one speed keeps them below the top band).
-    Nothing moving: every edge is `still`."""
-    speeds = np.concatenate([cell_speeds(f[1:], border).ravel() for f in feats]).astype(np.float64)
+def fitted_speed_edges(speeds: np.ndarray, still: float) -> tuple:
+    """The speed band edges for the training clips' `clip_cell_speeds`: `still`
+    (below it a cell is still or empty: flow's noise floor, not the scene's),
+    then for each of `BAND_PERCENTILES` q the q-th percentile of the cell speeds
+    at or above `still`, moved just above it where ties would leave more than
+    (100 - q)% of those cells at or above it (a scene whose people all walk at
+    one speed keeps them below the top band). Nothing moving: every edge is `still`."""
+    speeds = np.asarray(speeds, np.float64)
     moving = speeds[speeds >= still]
     edges = [float(still)]
     for q in BAND_PERCENTILES:
@@ -96,11 +100,12 @@ def fitted_speed_edges(feats: list, border: int, still: float) -> tuple:
 
 
 def fitted_config(cfg: MotionConfig, train_feats: list) -> MotionConfig:
-    """`cfg` with what the training clips' raw features set: speed_scale
-    (`mean_cell_speed`) and the speed band edges above the still edge
-    (`fitted_speed_edges`)."""
-    return dataclasses.replace(cfg, speed_scale=mean_cell_speed(train_feats, cfg.border),
-                               speed_edges=fitted_speed_edges(train_feats, cfg.border, cfg.speed_edges[0]))
+    """`cfg` with what the training clips' raw features set, from their cell
+    speeds read once: speed_scale (`mean_cell_speed`) and the speed band edges
+    above the still edge (`fitted_speed_edges`)."""
+    speeds = clip_cell_speeds(train_feats, cfg.border)
+    return dataclasses.replace(cfg, speed_scale=mean_cell_speed(speeds),
+                               speed_edges=fitted_speed_edges(speeds, cfg.speed_edges[0]))
 
 
 def targets(raw: np.ndarray, cfg: MotionConfig) -> tuple[np.ndarray, np.ndarray]:

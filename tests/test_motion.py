@@ -88,11 +88,11 @@ def test_speed_bands_are_fitted_on_the_training_clips():
     assert motion.BAND_PERCENTILES == (80.0, 99.95)
     raw = np.zeros((7, S, S, 3), np.float32)
     raw[1:, ..., 0] = np.array([0.05, 1, 2, 3, 4, 5], np.float32)[:, None, None]
-    edges = motion.fitted_speed_edges([raw], 0, 0.1)
+    edges = motion.fitted_speed_edges(motion.clip_cell_speeds([raw], 0), 0.1)
     np.testing.assert_allclose(edges, (0.1, 4.2, 5.0), rtol=1e-6)
     assert edges[1] == np.percentile(np.repeat([1.0, 2, 3, 4, 5], 64), 80)  # kept: no tie at 4.2
     assert edges[2] == np.nextafter(5.0, np.inf)
-    assert motion.fitted_speed_edges([raw[:2]], 0, 0.1) == (0.1, 0.1, 0.1)  # nothing moves: any motion is top band
+    assert motion.fitted_speed_edges(motion.clip_cell_speeds([raw[:2]], 0), 0.1) == (0.1, 0.1, 0.1)  # nothing moves: any motion is top band
     # a camera at half the frame rate sees everyone twice as fast per frame: the fitted
     # bands double with it, and every cell falls in the same bin (the still edge is flow's
     # noise floor and stays; no cell here is near it)
@@ -104,7 +104,7 @@ def test_speed_bands_are_fitted_on_the_training_clips():
     for k in (1.0, 2.0):
         fast = clip.copy()
         fast[..., :2] *= k
-        edges = motion.fitted_speed_edges([fast], 0, 0.1)
+        edges = motion.fitted_speed_edges(motion.clip_cell_speeds([fast], 0), 0.1)
         bins.append(motion.bin_model(dataclasses.replace(cfg, speed_edges=edges)).motion_bins(fast))
     np.testing.assert_array_equal(bins[0], bins[1])
     assert len(np.unique(bins[0])) >= 6  # empty, and both directions in all three bands but one
@@ -122,7 +122,7 @@ def toy_model():
     keras.utils.set_random_seed(0)
     cfg = MotionConfig(widths=(8,), cell_widths=(16,), kernel=3, frame_size=S, border=0)
     net, cfg, _ = motion.fit(train, val, IDENTITY, cfg, lr=3e-3, epochs=25, batch_size=32, patience=25, verbose=0)
-    assert cfg.speed_edges == motion.fitted_speed_edges(train, 0, 0.1)  # the fit's bands: its training clips'
+    assert cfg.speed_edges == motion.fitted_speed_edges(motion.clip_cell_speeds(train, 0), 0.1)  # the fit's bands: its training clips'
     return net, cfg, val
 
 

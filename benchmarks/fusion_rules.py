@@ -4,7 +4,7 @@
         --normal-videos "data/real/val/normal_*.mp4" --videos "data/real/val/*.mp4" \
         --out runs/real/fusion_rules_val.json
 
-Each part's frame scores (`FusedDetector.part_scores`) on the clips of
+Each part's frame scores (the max of its named parts, `FusedDetector.named_part_scores`) on the clips of
 --videos; each part divided by a percentile of its scores on the normal clips
 of --normal-videos (its scale, `anomaly.fusion.part_scales`, as `anomaly.calibrate`
 sets it), then combined
@@ -25,9 +25,11 @@ by a rule:
             of its own scores on the normal clips: one part alone raises a frame as
             the max does, several parts a little above their medians as the excess does
 
-at the scale percentiles of SWEEP (the shipped detector: 99), beside each part alone. Pooled frame
-ROC-AUC per anomaly group, on the frames every part scores. This is a tool for choices: run it on
-validation clips only. Writes OUT (JSON).
+at the scale percentiles of SWEEP (the detectors before rank fusion: max at 99), beside each part
+alone; and, with no scale, "rank": the default (`anomaly.fusion.RankMax`), each named part
+(reconstruct, motion/surprise, motion/pace, motion/counts) placed among its own scores on the normal
+clips, the largest. Pooled frame ROC-AUC per anomaly group, on the frames every part scores. This
+is a tool for choices: run it on validation clips only. Writes OUT (JSON).
 """
 
 from __future__ import annotations
@@ -92,23 +94,36 @@ def normal_levels(normal: list, sweep=SWEEP) -> dict:
     return {q: part_scales(normal, q) for q in (50, *sweep)}
 
 
+def part_level(named: dict) -> dict:
+    """{part: {named part: (T,) scores}} -> {part: (T,) its score, the max of its named parts}."""
+    from anomaly.cells import named_max
+
+    return {p: named_max(subs) for p, subs in named.items()}
+
+
 def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
     """ROC-AUC of each rule and scale percentile, per group of `kind_groups`.
 
     Args:
-        clips: labelled clips, (kind, {part: (T,) scores}, (T,) labels) each.
-        normal: {part: (T,) scores} of each normal clip the scales come from.
-        rules: {name: rule(scores, scales, medians)}, default `_rules()`; the
-            max_or_excess row, which also needs the normal clips' scores, is
-            always added.
+        clips: labelled clips, (kind, {part: {named part: (T,) scores}}, (T,) labels) each.
+        normal: {part: {named part: (T,) scores}} of each normal clip the scales come from.
+        rules: {name: rule(scores, scales, medians)} of the parts' scores, default
+            `_rules()`; the max_or_excess row, which also needs the normal clips'
+            scores, and the rank row of the named parts are always added.
     Returns:
-        {"PART alone" or "RULE @PCT": {group: ROC-AUC}}, on the frames where every
-        part has a score.
+        {"PART alone", "RULE @PCT" or "rank": {group: ROC-AUC}}, on the frames where
+        every part has a score.
     """
+    from anomaly.cells import named_max
     from anomaly.evaluate import kind_groups
+    from anomaly.fusion import RankMax, flat
     from anomaly.scoring import roc_auc
 
     rules = rules or _rules()
+    ranks = RankMax.fit([flat(c) for c in normal])
+    ranked = [named_max(ranks.transform(flat(s))) for _, s, _ in clips]
+    clips = [(k, part_level(s), y) for k, s, y in clips]
+    normal = [part_level(c) for c in normal]
     parts = sorted(clips[0][1])
     groups = kind_groups([k for k, _, _ in clips])
     keep = [np.all([np.isfinite(s[n]) for n in parts], 0) for _, s, _ in clips]
@@ -128,6 +143,7 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
             table[f"{name} @{pct:g}"] = row([rule(s, levels[pct], levels[50]) for _, s, _ in clips])
         either = _max_or_excess(normal, levels[pct], levels[50], pct)
         table[f"max_or_excess @{pct:g}"] = row([either(s) for _, s, _ in clips])
+    table["rank"] = row(ranked)
     return table
 
 
@@ -137,13 +153,14 @@ def main(argv=None):
     from anomaly.fusion import FusedDetector
 
     det = FusedDetector.load(args.model)
-    normal = common.fused_part_scores(det, args.normal_videos, labelled=False)
-    clips = [c[:3] for c in common.fused_part_scores(det, args.videos)]
+    normal = common.fused_part_scores(det, args.normal_videos, labelled=False, named=True)
+    clips = [c[:3] for c in common.fused_part_scores(det, args.videos, named=True)]
     table = rule_table(clips, normal)
     for name, row in table.items():
         print(name, row, flush=True)
     # where each part's normal scores sit: its median against its scales
-    levels = {f"p{q:g}": {n: round(v, 4) for n, v in lv.items()} for q, lv in normal_levels(normal).items()}
+    levels = {f"p{q:g}": {n: round(v, 4) for n, v in lv.items()}
+              for q, lv in normal_levels([part_level(c) for c in normal]).items()}
     print("normal levels", levels)
     os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
     with open(args.out, "w") as f:

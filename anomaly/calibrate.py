@@ -9,8 +9,7 @@ clips are listed in detector.json), optionally with another --score reduction,
 `train_stride`),
 and rewrites detector.json (written then renamed). A motion detector's part
 scales are recalibrated on the same clips first (at --scale-percentile); a
-fused detector's parts are recalibrated each, then its fusion (the ranks of
-its named parts, or for folders calibrated before ranks the parts' scales at
+fused detector's parts are recalibrated each, then their scales (at
 --scale-percentile) and its threshold. Use it
 to adapt a detector to a new camera's normal footage without retraining.
 
@@ -57,9 +56,8 @@ def main(argv=None) -> int:
                    help="glob of labelled clips (NAME.labels.txt beside each): adds recall to the operating points")
     args = p.parse_args(argv)
     def run():
-        from anomaly.cells import named_max
         from anomaly.detector import META, ReconstructionDetector
-        from anomaly.fusion import FusedDetector, apply_overrides, load_detector, qualified
+        from anomaly.fusion import FusedDetector, apply_overrides, load_detector
         from anomaly.video import expand_videos, read_video
 
         if args.scale_percentile is not None and not 0 < args.scale_percentile <= 100:
@@ -74,22 +72,20 @@ def main(argv=None) -> int:
         held_out = held_out_flagged(det, feats, operating_percentiles(chosen), args.scale_percentile)  # before
         # the calibration below, which replaces the one it leaves
         if not isinstance(det, FusedDetector):
-            scores = [named_max(n) for n in recalibrate(det, args.model, feats, videos, args)]
+            scores = recalibrate(det, args.model, feats, videos, args)
             pct = args.percentile or det.configs[0].percentile
             n = sum(int(np.isfinite(s).sum()) for s in scores)
             print(f"threshold {det.threshold:.4f} = {pct:g}th percentile of {n} frame scores ({det.score})")
         else:
-            per_clip = [{} for _ in feats]  # {named part: (T,) scores} per clip, scored once for every use below
+            per_clip = [{} for _ in feats]  # {part: (T,) scores} per clip, scored once for every use below
             for name, part in det.parts.items():
-                named = recalibrate(part, os.path.join(args.model, name), feats, videos, args)
-                for clip, n in zip(per_clip, named):
-                    clip.update({qualified(name, part.objective, sub): v for sub, v in n.items()})
+                for clip, s in zip(per_clip, recalibrate(part, os.path.join(args.model, name), feats, videos, args)):
+                    clip[name] = s
             cfg = det.calibrate_scores(per_clip, args.percentile, args.scale_percentile, videos)
             cfg.save(os.path.join(args.model, META))
             scores, pct = [det.fuse(c) for c in per_clip], cfg.percentile
-            fusion = ("named parts ranked among their scores on these clips" if cfg.ranks is not None else
-                      "part scales " + ", ".join(f"{n} {v:.4g}" for n, v in cfg.scales.items()))
-            print(f"threshold {cfg.threshold:.4f} = {pct:g}th percentile of the fused frame scores; {fusion}")
+            print(f"threshold {cfg.threshold:.4f} = {pct:g}th percentile of the fused frame scores; "
+                  "part scales " + ", ".join(f"{n} {v:.4g}" for n, v in cfg.scales.items()))
         print_operating_points(det, scores, videos, labelled, pct, held_out)
     return run_cli(run)
 
@@ -101,8 +97,8 @@ def held_out_flagged(det, feats: list, percentiles, scale_percentile=None) -> di
     calibration clips' own share is the percentile's complement by construction;
     this is what the threshold does on footage it was not calibrated on. Leaves
     `det` calibrated on the last fold: calibrate it afterwards."""
-    from anomaly.cells import named_max, percentile_threshold
-    from anomaly.fusion import FusedDetector, qualified
+    from anomaly.cells import percentile_threshold
+    from anomaly.fusion import FusedDetector
 
     feats = [f for f in feats if len(f) >= det.window]  # clips with a score to hold out
     if len(feats) < 2:
@@ -113,20 +109,20 @@ def held_out_flagged(det, feats: list, percentiles, scale_percentile=None) -> di
     above = {p: [] for p in percentiles}
     for k in range(len(feats)):
         others = feats[:k] + feats[k + 1:]
-        per_clip = [{} for _ in feats]  # {named part: (T,) scores} per clip
+        per_clip = [{} for _ in feats]
         for name, part in parts.items():
             unchanged = part.rescale(others, scale_percentile) is part.configs[0]
             if unchanged and name in fixed:
-                named = fixed[name]
+                scores = fixed[name]
             else:
-                named = [part.named_scores(f) for f in feats]
+                scores = [part.score_features(f) for f in feats]
                 if unchanged:
-                    fixed[name] = named
-            for clip, n in zip(per_clip, named):
-                clip.update({qualified(name, part.objective, sub): v for sub, v in n.items()})
+                    fixed[name] = scores
+            for clip, s in zip(per_clip, scores):
+                clip[name] = s
         if fused:
             det.calibrate_scores([c for j, c in enumerate(per_clip) if j != k], None, scale_percentile)
-        score = [det.fuse(c) if fused else named_max(c) for c in per_clip]
+        score = [det.fuse(c) if fused else c["score"] for c in per_clip]
         rest = np.concatenate([s for j, s in enumerate(score) if j != k])
         mine = score[k][np.isfinite(score[k])]
         for p in percentiles:
@@ -178,18 +174,17 @@ def print_operating_points(det, scores: list, videos: list, labelled: list, chos
 
 def recalibrate(det, folder: str, feats: list, videos: list, args) -> list:
     """Recalibrates one part's threshold (and a motion detector's scales) on
-    normal clips' raw features, rewrites its detector.json; returns its named
-    parts' (T,) frame scores of each clip, {name: scores} each (which the
-    threshold does not change; their max is the score)."""
+    normal clips' raw features, rewrites its detector.json; returns its (T,)
+    frame scores of each clip (which the threshold does not change)."""
     import dataclasses
 
-    from anomaly.cells import named_max, percentile_threshold
+    from anomaly.cells import percentile_threshold
     from anomaly.detector import META
 
     pct = args.percentile if args.percentile is not None else det.configs[0].percentile
     old = det.rescale(feats, args.scale_percentile)
-    per_clip = [det.named_scores(f) for f in feats]
-    det.threshold = percentile_threshold(np.concatenate([named_max(n) for n in per_clip]), pct)
+    per_clip = [det.score_features(f) for f in feats]
+    det.threshold = percentile_threshold(np.concatenate(per_clip), pct)
     new = dataclasses.replace(old, threshold=det.threshold, percentile=pct, calibrated_on=videos, score=det.score,
                               smooth=det.smooth, border=det.border, stride=det.stride,
                               train_stride=old.train_stride or old.stride)

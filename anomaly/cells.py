@@ -108,9 +108,3 @@ def scaled_max(parts, scales) -> np.ndarray:
     """(..., k) part scores and their k scales -> (...) the largest part in units
     of its scale: max_k parts[..., k] / scales[k] (NaN where a part has none yet)."""
     return (np.asarray(parts, np.float64) / np.asarray(scales, np.float64)).max(axis=-1)
-
-
-def named_max(named: dict) -> np.ndarray:
-    """{name: (T,) scores} -> (T,) their frame-by-frame maximum (NaN where any is
-    NaN): a detector's score from its named parts."""
-    return np.max(np.stack([np.asarray(v, np.float64) for v in named.values()]), axis=0)

@@ -179,16 +179,6 @@ class Detector:
         One part, the score itself, unless a kind's score is the max of several."""
         return {self.objective: self.score_features(raw)}
 
-    @property
-    def part_names(self) -> tuple:
-        """The names of `named_scores`, in the order of `window_parts`' columns."""
-        return (self.objective,)
-
-    def window_parts(self, raw_windows: np.ndarray) -> np.ndarray:
-        """(K, W, S, S, C) raw windows -> (K, parts) the named parts' values at
-        each window's last frame, before smoothing (their max is the window's error)."""
-        return self.window_errors(raw_windows)[:, -1:]
-
     def score_frames(self, frames) -> np.ndarray:
         """Frame scores of a whole clip of frames (see `score_features`)."""
         return self.score_features(self.features(frames))
@@ -218,7 +208,6 @@ class Detector:
         self._count = 0
         self._last = None
         self._recent = []
-        self.held_parts = None
 
     def add_features(self, flow: np.ndarray, heatmap: np.ndarray):
         """Precomputed features of the next frame: flow (S, S, 2), heatmap (S, S).
@@ -256,25 +245,22 @@ class Detector:
         return full, np.stack(self._buf)[None] if due else None
 
     def score_pending(self, pending: tuple) -> tuple:
-        """push's (full, window) -> (full, the window's named parts at its last
-        frame (`window_parts`, (parts,)), or None where no window was due). Reads
-        no stream state: any thread may run it."""
+        """push's (full, window) -> (full, the window's last-frame error, or None
+        where no window was due). Reads no stream state: any thread may run it."""
         full, window = pending
-        return full, None if window is None else self.window_parts(window)[0]
+        return full, None if window is None else float(self.window_errors(window)[0, -1])
 
     def finish(self, scored: tuple):
-        """In stream order: score_pending's (full, parts) -> None before the first
-        window, else (is_anomaly, score): each named part of the latest window,
-        max over the last `smooth` frames (`held_parts`, as `named_scores`
-        gives them), and the score their largest."""
-        full, parts = scored
+        """In stream order: score_pending's (full, error) -> None before the first
+        window, else (is_anomaly, score): the latest window's error, max over the
+        last `smooth` frames."""
+        full, err = scored
         if not full:
             return None
-        if parts is not None:
-            self._last = np.asarray(parts, np.float64)
+        if err is not None:
+            self._last = err
         self._recent = (self._recent + [self._last])[-max(1, self.smooth):]
-        self.held_parts = np.max(self._recent, axis=0)
-        score = float(self.held_parts.max())
+        score = max(self._recent)
         return score > self.threshold, score
 
 
@@ -348,23 +334,9 @@ class MotionDetector(Detector):
         starts = window_starts(len(raw), self.window, self.stride)
         if len(self.models) > 1 or not starts:
             return super().named_scores(raw)
-        parts = self.scaled_parts(raw[np.asarray(starts) + self.window - 1])  # the windows' last frames
-        return {name: self.hold(len(raw), starts, parts[:, k]) for k, name in enumerate(self.part_names)}
-
-    @property
-    def part_names(self) -> tuple:
-        if len(self.models) > 1:
-            return super().part_names
-        return self.PARTS[:len(self.scales[0][self.score])]
-
-    def scaled_parts(self, raw: np.ndarray) -> np.ndarray:
-        """(T, S, S, C) raw features -> (T, k) model 0's parts, each over its scale."""
-        return np.asarray(self.model_parts(raw), np.float64) / np.asarray(self.scales[0][self.score], np.float64)
-
-    def window_parts(self, raw_windows: np.ndarray) -> np.ndarray:
-        if len(self.models) > 1:
-            return super().window_parts(raw_windows)
-        return self.scaled_parts(raw_windows[:, -1])
+        parts = self.model_parts(raw[np.asarray(starts) + self.window - 1])  # the windows' last frames
+        parts = np.asarray(parts, np.float64) / np.asarray(self.scales[0][self.score], np.float64)
+        return {name: self.hold(len(raw), starts, parts[:, k]) for k, name in enumerate(self.PARTS[:parts.shape[1]])}
 
     def window_errors(self, raw_windows: np.ndarray) -> np.ndarray:
         """Only the last frame of each window is scored (NaN before it)."""

@@ -130,14 +130,14 @@ class ScoredClip(NamedTuple):
 def score_clip(det, path: str, labels_dir, location=None) -> ScoredClip:
     """One labelled clip scored by the detector and every baseline, each with the
     detector's temporal smoothing."""
-    from anomaly.cells import causal_max, named_max, reduce_cells, reduce_error_map
+    from anomaly.cells import causal_max, reduce_cells, reduce_error_map
     from anomaly.video import labels_for, read_video, video_fps
 
     stem = os.path.splitext(os.path.basename(path))[0]
     raw = det.features(read_video(path))
     labels = labels_for(path, len(raw), labels_dir)
     named = det.named_scores(raw)
-    s = named_max(named)  # the detector's score (`score_features`), part by part
+    s = np.max(np.stack(list(named.values())), axis=0)  # the detector's score (`score_features`), part by part
     speed = flow_speed(raw)
     scores = {"model": s,
               "baseline_mean_flow_magnitude": causal_max(reduce_error_map(speed, "mean"), det.smooth),

@@ -8,12 +8,11 @@ anomaly/fusion.py) has two parts fitted on the same features: the ConvLSTM
 autoencoder (--objective reconstruct alone) learns to reconstruct windows of
 normal features (MSE), and the motion model of anomaly/motion.py (--objective
 motion alone) learns how people move where they stand. Each: Adam,
-ReduceLROnPlateau, early stopping on the validation clips. The fused detector
-ranks each named part of its parts among that part's scores on the held-out
-validation clips (anomaly/fusion.py), and the threshold is the --percentile of
+ReduceLROnPlateau, early stopping on the validation clips. Each part is scaled
+on the held-out validation clips, and the threshold is the --percentile of
 frame scores there, never on training data. OUT gets detector.json (features,
 normaliser, window, stride, threshold, losses, epoch) and ae.keras (the
-network); a fused detector's OUT gets its detector.json (ranks, threshold)
+network); a fused detector's OUT gets its detector.json (scales, threshold)
 and one such folder per part.
 """
 
@@ -251,14 +250,15 @@ def train(cfg: TrainSettings):
         with runio.output_set(out, (MODEL, META)) as stage:
             Detector.save(stage, det.models[0], det.configs[0])
         return det.configs[0]
-    from anomaly.fusion import PARTS, FusedDetector, qualified
+    from anomaly.fusion import PARTS, FusedDetector, FusionConfig
 
     fits = {name: fit_part(cfg, name, strategy, tr_feats, va_feats, norm, record) for name in PARTS}
     parts = {name: det for name, (det, _) in fits.items()}
-    per_clip = [{qualified(name, det.objective, sub): v for name, (det, named) in fits.items()
-                 for sub, v in named[i].items()} for i in range(len(va_feats))]
-    fused = FusedDetector.fitted(parts, per_clip, cfg.percentile,
-                                 videos=paths[len(paths) - len(va_clips):] if len(paths) > 1 else None)
+    fused = FusedDetector(parts, FusionConfig(list(PARTS), {n: 1.0 for n in PARTS}, 0.0,
+                                              scale_percentile=cfg.scale_percentile))
+    per_clip = [{name: scores[i] for name, (_, scores) in fits.items()} for i in range(len(va_feats))]
+    fused.calibrate_scores(per_clip, cfg.percentile,
+                           videos=paths[len(paths) - len(va_clips):] if len(paths) > 1 else None)
     with runio.output_set(out, (MODEL, META, *PARTS)) as stage:
         for name, det in parts.items():
             Detector.save(os.path.join(stage, name), det.models[0], det.configs[0])
@@ -269,8 +269,8 @@ def train(cfg: TrainSettings):
 def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, norm, record: dict):
     """One detector of `objective` fitted on the training clips' raw features, its
     threshold the --percentile of its scores on the held-out ones: (the Detector,
-    its named parts' (T,) frame scores of each held-out clip, {name: scores} each)."""
-    from anomaly.cells import named_max, percentile_threshold, window_starts
+    its (T,) frame scores of each held-out clip)."""
+    from anomaly.cells import percentile_threshold, window_starts
     from anomaly.config import DetectorConfig
     from anomaly.detector import from_models
 
@@ -283,10 +283,9 @@ def fit_part(cfg: TrainSettings, objective: str, strategy, tr_feats, va_feats, n
     net, fitted = part.fit(cfg, strategy, tr_feats, va_feats, norm, record["features"].channels)
     det_cfg = DetectorConfig(objective=objective, window=w, threshold=0.0, **record, **fitted)
     det = from_models([net], [det_cfg])
-    val_named = [det.named_scores(f) for f in va_feats]  # their max is the score (Detector.named_scores)
-    val_scores = [named_max(n) for n in val_named]
+    val_scores = [det.score_features(f) for f in va_feats]
     det_cfg.threshold = det.threshold = percentile_threshold(np.concatenate(val_scores), cfg.percentile)
-    return det, val_named
+    return det, val_scores
 
 
 class AutoencoderFit:

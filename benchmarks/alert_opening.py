@@ -11,10 +11,9 @@ opening): a part counts at a level only once it has stayed there for k frames
 in a row, so a one-frame spike opens nothing. k = 1 is the shipped score. With
 --parts, the min applies only to the named parts listed (e.g. motion/surprise:
 a part of the motion part's maximum), the others as shipped. Per k,
-the detector's fusion (`FusedDetector.fusion`: the named parts' ranks, or the
-part scales of older folders) and the threshold are refitted on the clips of
---normal-videos, at the detector's own percentiles, as `anomaly.calibrate`
-fits them (the motion part's own part scales stay as saved);
+the part scales (`anomaly.fusion.part_scales`) and the threshold are refitted on
+the clips of --normal-videos, at the detector's own percentiles, as
+`anomaly.calibrate` fits them (the motion part's own part scales stay as saved);
 then on the clips of --videos: pooled frame ROC-AUC per group
 (`anomaly.evaluate.per_group_reports`), and what the alarm does at the
 threshold (`anomaly.evaluate.alarm_report`: recall, normal frames flagged,
@@ -49,40 +48,37 @@ def opening(scores: np.ndarray, k: int, smooth: int) -> np.ndarray:
     return causal_max(causal_min(scores, k), smooth)
 
 
-def opening_table(clips: list, normal: list, smooth: int, fusion, percentile: float, ks=KS, only=None) -> dict:
+def opening_table(clips: list, normal: list, smooth: int, scale_percentile: float, percentile: float,
+                  ks=KS, only=None) -> dict:
     """For each k, the fused score refitted and scored.
 
     Args:
         clips: labelled clips, (kind, {part: {named part: (T,) unsmoothed scores}}, (T,) labels, fps)
             each; a part's score is the maximum of its named parts.
-        normal: {part: {named part: (T,) unsmoothed scores}} of each normal clip the fusion and
+        normal: {part: {named part: (T,) unsmoothed scores}} of each normal clip the scales and
             threshold come from.
         smooth: the detector's causal max, frames.
-        fusion: the detector's (`FusedDetector.fusion`), refitted per k (`refit`).
-        percentile: the detector's (the threshold).
+        scale_percentile, percentile: the detector's (each part's scale, the threshold).
         only: the named parts the min applies to, e.g. "motion/surprise" (None: all).
     Returns:
         {k: {"threshold", "roc_auc": {group: ROC-AUC}, "alarm": {group: alarm_report's}}}.
     """
-    from anomaly.cells import named_max, percentile_threshold
+    from anomaly.cells import percentile_threshold
     from anomaly.evaluate import ScoredClip, alarm_report, per_group_reports
-    from anomaly.fusion import flat
+    from anomaly.fusion import fuse, part_scales
 
     table = {}
     for k in ks:
         def held(parts):
-            return {sub: opening(s, k if only is None or sub in only else 1, smooth) for sub, s in flat(parts).items()}
+            return {n: np.max([opening(s, k if only is None or sub in only else 1, smooth) for sub, s in subs.items()],
+                              axis=0) for n, subs in parts.items()}
 
         cal = [held(c) for c in normal]
-        fitted = fusion.refit(cal)
-
-        def fuse(named):
-            return named_max(fitted.transform(named))
-
-        threshold = percentile_threshold(np.concatenate([fuse(c) for c in cal]), percentile)
+        scales = part_scales(cal, scale_percentile)
+        threshold = percentile_threshold(np.concatenate([fuse(c, scales) for c in cal]), percentile)
         scored = []
         for kind, parts, labels, fps in clips:
-            s = fuse(held(parts))
+            s = fuse(held(parts), scales)
             keep = np.isfinite(s)
             scored.append(ScoredClip(kind, {"model": s[keep]}, labels[keep], s, labels, {}, fps))
         roc = {g: round(r["model"]["roc_auc"], 3) for g, r in per_group_reports(scored, ["model"]).items()}
@@ -112,7 +108,8 @@ def main(argv=None):
     names = {sub for subs in normal[0].values() for sub in subs}
     if args.parts is not None and not set(args.parts) <= names:
         raise SystemExit(f"error: --parts must be among {sorted(names)}, got {args.parts}")
-    table = opening_table(clips, normal, smooth, det.fusion, det.config.percentile, ks=args.ks, only=args.parts)
+    table = opening_table(clips, normal, smooth, det.config.scale_percentile, det.config.percentile,
+                          ks=args.ks, only=args.parts)
     for k, row in table.items():
         alarm = row["alarm"].get("all", {})
         print(f"k={k}: ROC-AUC {row['roc_auc']}; all: recall {alarm.get('recall', 0):.2f}, "

@@ -25,11 +25,17 @@ by a rule:
             of its own scores on the normal clips: one part alone raises a frame as
             the max does, several parts a little above their medians as the excess does
 
-at the scale percentiles of SWEEP (the detectors before rank fusion: max at 99), beside each part
-alone; and, with no scale, "rank": the default (`anomaly.fusion.RankMax`), each named part
-(reconstruct, motion/surprise, motion/pace, motion/counts) placed among its own scores on the normal
-clips, the largest. Pooled frame ROC-AUC per anomaly group, on the frames every part scores. This
-is a tool for choices: run it on validation clips only. Writes OUT (JSON).
+at the scale percentiles of SWEEP (the shipped detector: max at 99), beside each part alone; and,
+with no scale:
+
+    rank    each named part (reconstruct, motion/surprise, motion/pace, motion/counts) placed
+            among its own scores on the normal clips' frames that every part scores (the share
+            of them it exceeds, linear between them; above their largest 1 + the excess in units
+            of it), the largest: every part's normal frames spread alike over [0, 1], so no
+            part's ordinary level hides another's evidence
+
+Pooled frame ROC-AUC per anomaly group, on the frames every part scores. This is a tool for
+choices: run it on validation clips only. Writes OUT (JSON).
 """
 
 from __future__ import annotations
@@ -94,11 +100,29 @@ def normal_levels(normal: list, sweep=SWEEP) -> dict:
     return {q: part_scales(normal, q) for q in (50, *sweep)}
 
 
+def _flat(by_part: dict) -> dict:
+    """{part: {named part: scores}} -> {named part: scores}."""
+    return {n: v for named in by_part.values() for n, v in named.items()}
+
+
+def _rank_rule(normal: list):
+    """The rank rule fitted on normal clips ({named part: (T,) scores} each): scores -> (T,)."""
+    names = list(normal[0])
+    stacked = [np.stack([np.asarray(c[n], np.float64) for n in names]) for c in normal]
+    v = np.sort(np.concatenate([x[:, np.isfinite(x).all(axis=0)] for x in stacked], axis=1), axis=1)
+    probs = np.linspace(0.0, 1.0, v.shape[1])
+
+    def place(s, sorted_normal):
+        s = np.asarray(s, np.float64)
+        top = max(sorted_normal[-1], 1e-6)
+        return np.where(s > sorted_normal[-1], 1.0 + (s - sorted_normal[-1]) / top, np.interp(s, sorted_normal, probs))
+
+    return lambda scores: np.max([place(scores[n], v[k]) for k, n in enumerate(names)], axis=0)
+
+
 def part_level(named: dict) -> dict:
     """{part: {named part: (T,) scores}} -> {part: (T,) its score, the max of its named parts}."""
-    from anomaly.cells import named_max
-
-    return {p: named_max(subs) for p, subs in named.items()}
+    return {p: np.max(np.stack(list(subs.values())), axis=0) for p, subs in named.items()}
 
 
 def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
@@ -114,14 +138,12 @@ def rule_table(clips: list, normal: list, rules=None, sweep=SWEEP) -> dict:
         {"PART alone", "RULE @PCT" or "rank": {group: ROC-AUC}}, on the frames where
         every part has a score.
     """
-    from anomaly.cells import named_max
     from anomaly.evaluate import kind_groups
-    from anomaly.fusion import RankMax, flat
     from anomaly.scoring import roc_auc
 
     rules = rules or _rules()
-    ranks = RankMax.fit([flat(c) for c in normal])
-    ranked = [named_max(ranks.transform(flat(s))) for _, s, _ in clips]
+    ranked_by = _rank_rule([_flat(c) for c in normal])
+    ranked = [ranked_by(_flat(s)) for _, s, _ in clips]
     clips = [(k, part_level(s), y) for k, s, y in clips]
     normal = [part_level(c) for c in normal]
     parts = sorted(clips[0][1])

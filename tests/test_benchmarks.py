@@ -158,12 +158,17 @@ def test_fusion_rules_by_hand():
     # so the labelled frames score max(max, excess): normal (1, 4) -> 1, (2, 1) -> 0.5; anomalous
     # 0.75 each (max 0.75, excess 0.5) -> 2 of 4.
     # rank: each part's place among its normal scores (1, 2, 4): 1 -> 0, 2 -> 0.5, 3 -> 0.75, 4 -> 1, below
-    # 1 -> 0; normal (1, 4) -> 1, (2, 1) -> 0.5; anomalous (3, 0) and (0, 3) -> 0.75 each -> 2 of 4.
+    # 1 -> 0, above 4 1 + (s - 4) / 4; normal (1, 4) -> 1, (2, 1) -> 0.5; anomalous (3, 0) and (0, 3)
+    # -> 0.75 each -> 2 of 4.
     assert table == {"a alone": {"all": 0.5, "stop": 0.5}, "b alone": {"all": 0.25, "stop": 0.25},
                      "max @100": {"all": 0.5, "stop": 0.5}, "mean @100": {"all": 0.25, "stop": 0.25},
                      "excess @100": {"all": 0.5, "stop": 0.5}, "excess_l2 @100": {"all": 0.5, "stop": 0.5},
                      "centred_max @100": {"all": 0.5, "stop": 0.5}, "max_or_excess @100": {"all": 0.5, "stop": 0.5},
                      "rank": {"all": 0.5, "stop": 0.5}}
+    ranked = fusion_rules._rank_rule([{"a": np.array([1.0, 2.0, 4.0]), "b": np.array([np.nan, 4.0, 2.0])}])
+    # the first frame, where b has no score, is left out of both parts' normal scores: a ranks among (2, 4)
+    np.testing.assert_allclose(ranked({"a": np.array([3.0, 6.0, 1.0]), "b": np.array([2.0, 2.0, 1.0])}),
+                               [0.5, 1.5, 0.0])
     # each rule over its own top on the normal clip: both tops 1 here, so a frame with a = 8, b = 2
     # scores max(max 2, excess 3) = 3; with a normal clip a = (1, 2, 3), b = (1, 3, 2) the max's
     # top is 0.75 and the excess's 0.5, and the same frame scores max(2 / 0.75, 3 / 0.5) = 6
@@ -252,10 +257,7 @@ def test_alert_opening_by_hand():
     normal = [{"a": {"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}}]
     clips = [("normal", {"a": {"a": np.array([1.0, 4.0, 1.0, 1.0, 1.0])}}, np.zeros(5, int), 10.0),
              ("stop", {"a": {"a": np.array([1.0, 1.0, 3.0, 3.0, 1.0])}}, np.array([0, 0, 1, 1, 1]), 10.0)]
-    from anomaly.fusion import ScaledMax
-
-    fusion = ScaledMax({"a": 1.0}, scale_percentile=100)  # refitted on the normal clip for each k
-    table = alert_opening.opening_table(clips, normal, smooth=1, fusion=fusion, percentile=80, ks=(1, 2))
+    table = alert_opening.opening_table(clips, normal, smooth=1, scale_percentile=100, percentile=80, ks=(1, 2))
     # k = 1: scale 4, normal fused (.25, 1, .25, .25, .25) -> threshold .25 + 0.2 x .75 = 0.4; the stop
     # clip's anomalous frames (.75, .75, .25): 2 of 3 flagged; the spike is one false alarm in 0.5 s
     # (120 a minute); ROC-AUC: .75 beats six .25 and loses to 1, .25 ties six of 7 -> (12 + 3) / 21
@@ -275,6 +277,6 @@ def test_alert_opening_by_hand():
     split = lambda c: {"a": {"a/s": c["a"]["a"], "a/b": np.ones(5)}}
     clips2 = [(k, split(p), y, f) for k, p, y, f in clips]
     for only, want in ((["a/s"], two), (["a/b"], one)):
-        t = alert_opening.opening_table(clips2, [split(normal[0])], smooth=1, fusion=fusion,
+        t = alert_opening.opening_table(clips2, [split(normal[0])], smooth=1, scale_percentile=100,
                                         percentile=80, ks=(2,), only=only)[2]
         assert t["threshold"] == pytest.approx(want["threshold"]) and t["roc_auc"] == want["roc_auc"]

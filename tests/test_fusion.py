@@ -1,5 +1,4 @@
-"""The default detector: two parts fused by the largest of their named parts, each ranked among its
-normal scores (anomaly/fusion.py), and folders fused by their scaled maximum before that."""
+"""The default detector: two parts fused by their scaled maximum (anomaly/fusion.py)."""
 
 import json
 import os
@@ -9,7 +8,7 @@ import pytest
 
 from anomaly.detector import Detector, ReconstructionDetector
 from anomaly.features import FeatureConfig, clip_features
-from anomaly.fusion import RANK_POINTS, FusedDetector, FusionConfig, RankMax, ScaledMax, load_detector, rank
+from anomaly.fusion import FusedDetector, FusionConfig, load_detector
 from anomaly.model import AEConfig, build_autoencoder
 from cli import InputError
 
@@ -64,8 +63,7 @@ def test_raised_by_names_the_part_whose_scaled_score_is_the_fused_score():
     det = _fused()
     parts = det.part_scores(raw)
     ratio = parts["reconstruct"][3:] / parts["motion"][3:]
-    det = FusedDetector(det.parts, FusionConfig(["reconstruct", "motion"],  # each part on top on half the frames
-                                                {"reconstruct": 1.0, "motion": 1.0 / np.median(ratio)}, 1.5))
+    det.config.scales = {"reconstruct": 1.0, "motion": 1.0 / np.median(ratio)}  # each part on top on half the frames
     raised = []
     for f in raw:
         det.add_features(f[..., :2], f[..., 2])
@@ -91,75 +89,6 @@ def test_named_scores_are_the_parts_whose_max_is_the_fused_score():
     assert {p: list(n) for p, n in by_part.items()} == {"reconstruct": ["reconstruct"], "motion": ["motion"]}
     for p, n in by_part.items():
         np.testing.assert_array_equal(np.max(np.stack(list(n.values())), axis=0), parts[p])
-
-
-def test_rank_by_hand():
-    q = np.percentile([1.0, 2.0, 4.0], np.linspace(0, 100, RANK_POINTS))  # normal scores 1, 2, 4
-    # linear between the normal scores (1 -> 0, 2 -> 0.5, 4 -> 1), 0 below, 1 + (s - 4) / 4 above
-    np.testing.assert_allclose(rank(np.array([0.5, 1.0, 1.5, 3.0, 4.0, 6.0, np.nan]), q),
-                               [0.0, 0.0, 0.25, 0.75, 1.0, 1.5, np.nan])
-    assert rank(3.0, q) == pytest.approx(0.75) and isinstance(rank(3.0, q), float)
-    # frames where a named part has no score yet are left out of every part's ranks
-    fit = RankMax.fit([{"a": np.array([np.nan, 1.0, 4.0]), "b": np.array([9.0, 1.0, 1.0])},
-                       {"a": np.array([2.0]), "b": np.array([1.0])}])
-    np.testing.assert_allclose(fit.ranks["a"], q)
-    np.testing.assert_allclose(fit.ranks["b"], np.ones(RANK_POINTS))
-    assert fit.transform({"a": np.array([3.0])})["a"] == pytest.approx([0.75])
-
-
-def _ranked(clips):
-    """A fused detector of `_fused`'s parts, fused by ranks calibrated on `clips` at the 50th percentile."""
-    from anomaly.fusion import flat
-
-    parts = _fused().parts
-    scaled = FusedDetector(parts, FusionConfig(["reconstruct", "motion"], {"reconstruct": 1.0, "motion": 1.0}, 1.0))
-    return FusedDetector.fitted(parts, [flat(scaled.named_part_scores(c)) for c in clips], 50.0)
-
-
-def test_rank_fusion_streams_as_offline_and_calibrates_by_hand(tmp_path):
-    rng = np.random.default_rng(3)
-    clips = [rng.normal(size=(9, S, S, 3)).astype(np.float32) for _ in range(2)]
-    det = _ranked(clips)
-    assert det.config.scales is None and det.config.scale_percentile is None
-    assert sorted(det.config.ranks) == ["motion", "reconstruct"] and len(det.config.ranks["motion"]) == RANK_POINTS
-    # every named part ranked among its own scores on the calibration clips' frames with a fused score
-    # (the autoencoder's, window 4, from frame 3 on); the fused score their max
-    by_part = [det.named_part_scores(c) for c in clips]
-    for name in ("reconstruct", "motion"):
-        s = np.sort(np.concatenate([b[name][name][3:] for b in by_part]))
-        np.testing.assert_allclose(det.config.ranks[name][0], s[0], rtol=1e-6)
-        np.testing.assert_allclose(det.config.ranks[name][-1], s[-1], rtol=1e-6)
-        named = np.concatenate([det.named_scores(c)[name] for c in clips])
-        ok = np.isfinite(named)
-        assert named[ok].min() == pytest.approx(0.0) and named[ok].max() == pytest.approx(1.0)  # their range
-    fused = np.concatenate([det.score_features(c) for c in clips])
-    assert det.threshold == pytest.approx(np.nanmedian(fused))
-    # streaming gives the offline scores, and names the part on top
-    raw = rng.normal(size=(9, S, S, 3)).astype(np.float32) * 1.5
-    offline, named = det.score_features(raw), det.named_scores(raw)
-    out = [det.add_features(f[..., :2], f[..., 2]) for f in raw]
-    assert out[:3] == [None] * 3
-    np.testing.assert_allclose([o[1] for o in out[3:]], offline[3:], rtol=1e-5)
-    det.reset()
-    raised = []
-    for f in raw:
-        det.add_features(f[..., :2], f[..., 2])
-        raised.append(det.raised_by)
-    assert raised[3:] == ["reconstruct" if named["reconstruct"][t] >= named["motion"][t] else "motion"
-                          for t in range(3, 9)]
-    # saved and loaded: the same ranks and scores; recalibrated: still ranks
-    from anomaly.detector import Detector
-
-    for name, p in det.parts.items():
-        Detector.save(str(tmp_path / name), p.models[0], p.configs[0])
-    det.save(str(tmp_path))
-    meta = json.load(open(tmp_path / "detector.json"))
-    assert "scales" not in meta and "scale_percentile" not in meta and len(meta["ranks"]["motion"]) == RANK_POINTS
-    again = load_detector(str(tmp_path))
-    assert isinstance(again.fusion, RankMax)
-    np.testing.assert_allclose(again.score_features(raw), offline, rtol=1e-5)
-    cfg = again.calibrate([raw], percentile=90)
-    assert cfg.ranks is not None and cfg.scales is None and cfg.ranks != meta["ranks"]
 
 
 def test_held_out_flagged_scores_each_clip_as_calibrated_on_the_others():
@@ -225,16 +154,6 @@ def test_fusion_config_refuses_bad_values():
         FusionConfig(["reconstruct", "motion"], {"reconstruct": 1.0, "motion": 0.0}, 1.0)
     with pytest.raises(InputError, match="threshold"):
         FusionConfig(["motion"], {"motion": 1.0}, float("nan"))
-    with pytest.raises(InputError, match="give exactly one"):
-        FusionConfig(["motion"], None, 1.0)
-    with pytest.raises(InputError, match="give exactly one"):
-        FusionConfig(["motion"], {"motion": 1.0}, 1.0, ranks={"motion/pace": [0.0, 1.0]})
-    for ranks in ({"reconstruct": [0.0, 1.0]}, {"motion/pace": [1.0, 0.0]}, {"motion/pace": [0.0]},
-                  {"motion/pace": [0.0, float("inf")]}, {}, [0.0, 1.0]):
-        with pytest.raises(InputError, match="ranks must give"):
-            FusionConfig(["motion"], None, 1.0, ranks=ranks)
-    assert isinstance(ScaledMax({"motion": 2.0}).transform({"motion/pace": np.array([1.0])})["motion/pace"],
-                      np.ndarray)
 
 
 def test_warmup_leaves_no_ghost_of_the_first_frame():
@@ -259,9 +178,7 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     data, out = tiny_detector(dict(frames=32, n_train=3, n_test_normal=1, n_panic=1, n_runner=0, n_val_each=0,
                                    lanes_train=0, lanes_each=0), ["--seq-len", "8"])
     meta = json.load(open(os.path.join(out, "detector.json")))
-    assert meta["parts"] == ["reconstruct", "motion"] and "scales" not in meta and "scale_percentile" not in meta
-    assert sorted(meta["ranks"]) == ["motion/counts", "motion/pace", "motion/surprise", "reconstruct"]
-    assert all(len(q) == RANK_POINTS for q in meta["ranks"].values())
+    assert meta["parts"] == ["reconstruct", "motion"] and meta["scale_percentile"] == 99
     assert meta["calibrated_on"] == [os.path.join(data, "train", "normal_02.mp4")]  # the held-out clip
     for name, objective in (("reconstruct", "reconstruct"), ("motion", "motion")):
         part = json.load(open(os.path.join(out, name, "detector.json")))
@@ -302,7 +219,7 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     fusion_rules.main(["--model", out, "--normal-videos", held_out, "--videos", labelled,
                        "--out", str(tmp_path / "rules.json")])
     auc = round(m["model"]["roc_auc"], 3)
-    assert json.load(open(tmp_path / "rules.json"))["roc_auc"]["rank"]["all"] == auc
+    assert json.load(open(tmp_path / "rules.json"))["roc_auc"]["max @99"]["all"] == auc
     alert_opening.main(["--model", out, "--normal-videos", held_out, "--videos", labelled,
                         "--out", str(tmp_path / "opening.json")])
     shipped = json.load(open(tmp_path / "opening.json"))["by_k"]["1"]
@@ -351,7 +268,7 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert float(table[0].split()[1]) == pytest.approx(meta2["threshold"], abs=1e-4)  # the row of the one set
     assert all(r.split()[-1] != "-" for r in table)  # recall on the labelled panic clip
     assert all(r.split()[3] == "-" for r in table)  # one calibration clip: none to hold out
-    assert meta2["calibrated_on"] == [normal] and meta2["percentile"] == 90 and meta2["ranks"] != meta["ranks"]
+    assert meta2["calibrated_on"] == [normal] and meta2["percentile"] == 90 and meta2["scales"] != meta["scales"]
     for name in ("reconstruct", "motion"):
         part = json.load(open(os.path.join(out, name, "detector.json")))
         assert part["smooth"] == 4 and part["calibrated_on"] == [normal]

@@ -98,19 +98,18 @@ def fused_choice_args(doc: str, argv=None, normal: str = "the scales come from",
     return p.parse_args(argv)
 
 
-def fused_part_scores(det, videos: str, labelled: bool = True, named: bool = False) -> list:
-    """A fused detector's part scores of each clip of the glob `videos`:
-    (kind, {part: (T,) scores}, (T,) labels, fps) each; with `labelled` False
-    (normal clips without labels files), {part: (T,) scores} each. With `named`,
-    {part: {its named part: (T,) scores}} in place of each {part: (T,) scores}
-    (`FusedDetector.named_part_scores`)."""
+def fused_part_scores(det, videos: str, labelled: bool = True) -> list:
+    """A fused detector's named part scores of each clip of the glob `videos`
+    (`FusedDetector.named_part_scores`): (kind, {part: {its named part: (T,)
+    scores}}, (T,) labels, fps) each; with `labelled` False (normal clips
+    without labels files), {part: {its named part: (T,) scores}} each."""
     from anomaly.evaluate import clip_kind
     from anomaly.video import expand_videos, labels_for, read_video, video_fps
 
     clips = []
     for q in expand_videos(videos):
         raw = det.features(read_video(q))
-        scores = det.named_part_scores(raw) if named else det.part_scores(raw)
+        scores = det.named_part_scores(raw)
         clips.append((clip_kind(os.path.splitext(os.path.basename(q))[0]), scores, labels_for(q, len(raw), None),
                       video_fps(q)) if labelled else scores)
     return clips

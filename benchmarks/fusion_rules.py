@@ -175,8 +175,8 @@ def main(argv=None):
     from anomaly.fusion import FusedDetector
 
     det = FusedDetector.load(args.model)
-    normal = common.fused_part_scores(det, args.normal_videos, labelled=False, named=True)
-    clips = [c[:3] for c in common.fused_part_scores(det, args.videos, named=True)]
+    normal = common.fused_part_scores(det, args.normal_videos, labelled=False)
+    clips = [c[:3] for c in common.fused_part_scores(det, args.videos)]
     table = rule_table(clips, normal)
     for name, row in table.items():
         print(name, row, flush=True)

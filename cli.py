@@ -76,6 +76,22 @@ class _Renamed(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding (keras.utils.set_random_seed) takes [0, 2**32 - 1]
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of a --seed flag: an integer in [0, SEED_MAX], which every
+    generator the project seeds accepts (NumPy's default_rng refuses negatives,
+    its legacy seeding anything past 2**32 - 1)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= SEED_MAX:
+        raise argparse.ArgumentTypeError(f"must be an integer in [0, {SEED_MAX}], got {text!r}")
+    return value
+
+
 def output_dir(path: str, flag: str = "--out", create: bool = True) -> str:
     """Checks that the output folder `path` can be written, and creates it (with
     `create`); a `UserError` naming `flag` otherwise. With `create=False` nothing is

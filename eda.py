@@ -19,7 +19,7 @@ import numpy as np
 
 import plots
 import runio
-from cli import CliParser, InputError, entry, output_dir
+from cli import CliParser, InputError, entry, output_dir, seed_arg
 
 
 # ----------------------------------------------------------------- statistics
@@ -203,7 +203,7 @@ def parse_args(argv=None):
     p.add_argument("--split", default="train", choices=["train", "val", "test"],
                    help="digits to generate from (default: %(default)s)")
     p.add_argument("--sequences", type=int, default=1000, help="sequences to look at, >= 1 (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="generator seed (default: %(default)s)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="generator seed (default: %(default)s)")
     p.add_argument("--out", default=os.path.join("runs", "eda"), help="output folder (default: %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace the figures of an earlier EDA in --out")
     return p.parse_args(argv)

@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 
 import metrics  # noqa: E402
 import runio  # noqa: E402
-from cli import CliParser, InputError, UserError, entry, progress  # noqa: E402
+from cli import CliParser, InputError, UserError, entry, progress, seed_arg  # noqa: E402
 from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
 from views import VIEWS, over_views  # noqa: E402
 
@@ -46,7 +46,7 @@ def parse_args(argv=None):
     p.add_argument("--split", default="test", choices=["test", "val"],
                    help="digits for the generated set: test (8500-8999, the reported numbers) or val "
                         "(8000-8499, for choosing between models) (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated test set (default: %(default)s)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the generated test set (default: %(default)s)")
     p.add_argument("--subpixel-offset", type=float, default=0.0,
                    help="generated set: digits at floor(position x 36 + OFFSET); 0 = the reference "
                         "generator's truncation, 0.5 = rounding to the nearest pixel (default: %(default)s)")

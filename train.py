@@ -24,7 +24,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 import runio  # noqa: E402
-from cli import CliParser, InputError, UserError, output_dir, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, output_dir, run_cli, seed_arg  # noqa: E402
 from config import PRESETS, Config, preset_config  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
@@ -54,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="run folder (default runs/PRESET, the config's preset)")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
     P = " (default: the preset's, see config.py)"
-    p.add_argument("--seed", type=int, default=None, help="seed of the weights and the data stream" + P)
+    p.add_argument("--seed", type=seed_arg, default=None, help="seed of the weights and the data stream" + P)
     p.add_argument("--epochs", type=int, default=None, help="epochs (ignored with --total-steps)" + P)
     p.add_argument("--steps-per-epoch", type=int, default=None, help="optimizer steps per epoch" + P)
     p.add_argument("--batch-size", type=int, default=None, help="sequences per step, per replica" + P)

@@ -42,7 +42,7 @@ import tempfile
 
 import numpy as np
 
-from cli import CliParser, InputError, UserError, output_dir, run_cli
+from cli import CliParser, InputError, UserError, output_dir, run_cli, seed_arg
 
 PACKAGE = "opencv-doc"
 VIDEO_IN_PACKAGE = "usr/share/doc/opencv-doc/examples/data/vtest.avi"
@@ -182,7 +182,7 @@ def main(argv=None) -> int:
                    help="a local copy of vtest.avi (default: fetched from Debian's opencv-doc into --cache)")
     p.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "convlstm-anomaly"),
                    help="where the fetched recording is kept (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the stop clips' noise (default: %(default)s)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the stop clips' noise (default: %(default)s)")
     p.add_argument("--order", choices=ORDERS, default="forward",
                    help="the recording's frames in this order before the parts are cut: late-first trains on "
                         "the last 40 s and tests on the first 20 s, backward plays it backwards (default: %(default)s)")

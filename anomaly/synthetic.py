@@ -26,7 +26,7 @@ import os
 
 import numpy as np
 
-from cli import CliParser, InputError, output_dir, run_cli
+from cli import CliParser, InputError, output_dir, run_cli, seed_arg
 
 from anomaly.scoring import PATTERN_KINDS
 
@@ -287,7 +287,7 @@ def make_benchmark(out: str, seed: int = 0, frames: int = 160, size: int = 128, 
 def main(argv=None) -> int:
     p = CliParser(__doc__, "python -m anomaly.synthetic")
     p.add_argument("--out", default=os.path.join("data", "crowd"), help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="the benchmark's seed (default: %(default)s)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="the benchmark's seed (default: %(default)s)")
     p.add_argument("--frames", type=int, default=160, help="frames per clip (default: %(default)s)")
     p.add_argument("--train-clips", type=int, default=10,
                    help="normal training clips of the mixed scene (default: %(default)s)")

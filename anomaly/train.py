@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on
 import numpy as np  # noqa: E402
 
 import runio  # noqa: E402
-from cli import CliParser, InputError, UserError, run_cli  # noqa: E402
+from cli import CliParser, InputError, UserError, run_cli, seed_arg  # noqa: E402
 from distribute import STRATEGIES  # noqa: E402
 
 # --density -> FeatureConfig.density (the person density the features carry)
@@ -120,11 +120,12 @@ def parse_args(argv=None) -> TrainSettings:
     p = CliParser(__doc__, "python -m anomaly.train")
 
     def setting(name: str, help: str, **kw):
-        """--NAME for the TrainSettings field NAME: its default, its type (where
-        no choices are given) and the default named at the end of the help."""
+        """--NAME for the TrainSettings field NAME: its default, its type (the
+        default's, unless choices or a type are given) and the default named at
+        the end of the help."""
         default = getattr(d, name)
         if "choices" not in kw:
-            kw["type"] = type(default)
+            kw.setdefault("type", type(default))
         p.add_argument("--" + name.replace("_", "-"), default=default, help=f"{help} (default: %(default)s)", **kw)
 
     p.add_argument("--videos", required=True, help='glob of normal clips, e.g. "data/crowd/train/*.mp4"')
@@ -168,7 +169,7 @@ def parse_args(argv=None) -> TrainSettings:
     setting("still_speed", "add a standing-density channel, density * exp(-speed / this) (0 = off)")
     setting("augment", "augmented copies per training clip (random crop, flip, brightness/contrast, speed)")
     setting("patience", "early-stopping patience")
-    setting("seed", "seed of the weights and augmentation")
+    setting("seed", "seed of the weights and augmentation", type=seed_arg)
     p.add_argument("--max-frames", type=int, default=None, help="read at most this many frames per clip")
     setting("strategy", "tf.distribute, as in the predictor's train.py (see distribute.py)", choices=STRATEGIES)
     setting("verbose", "Keras fit verbosity")

@@ -12,6 +12,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on a CPU machine) are not ours; set 0 to see them
 
+from cli import seed_arg  # noqa: E402  (after the path above)
+
 
 def rss_mb() -> float:
     """Resident memory of this process now (Linux /proc)."""
@@ -67,7 +69,7 @@ def add_generated_set_flags(p, split: str = "test", what: str = "sequences") -> 
     p.add_argument("--mnist", default=None, help="MNIST source (folder of IDX files or mnist.npz)")
     p.add_argument("--split", default=split, choices=["test", "val"], help="digits (default: %(default)s)")
     p.add_argument("--sequences", type=int, default=1000, help=f"{what} (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the set, as evaluate.py's (default: %(default)s)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the set, as evaluate.py's (default: %(default)s)")
 
 
 def generated_set(args, offsets=(0.0,)) -> tuple[dict, dict]:

@@ -41,6 +41,7 @@ import time
 import numpy as np
 
 import common  # noqa: F401  (puts the repository root on sys.path)
+from cli import seed_arg  # noqa: E402
 
 FREE = 36  # free pixels of a 28-pixel digit in a 64-pixel frame
 
@@ -117,7 +118,7 @@ def main(argv=None) -> None:
     p.add_argument("--offsets", default="0,0.25,0.5,0.75", help="sub-pixel offsets (default: %(default)s)")
     p.add_argument("--trajectories", type=int, default=4_000_000, help="per offset (default: %(default)s)")
     p.add_argument("--speed-bins", type=int, default=400, help="bins of |v| for speed_known (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--mnist", default=None, help="MNIST source: adds mse_frame_estimate (see above)")
     p.add_argument("--out", required=True, help="JSON to write")
     args = p.parse_args(argv)

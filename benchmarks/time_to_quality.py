@@ -23,6 +23,7 @@ import os
 import re
 
 import common  # noqa: F401
+from cli import seed_arg  # noqa: E402
 import runio
 
 
@@ -81,7 +82,7 @@ def main(argv=None):
     p.add_argument("--steps-per-epoch", type=int, default=25, help="short epochs give a finer curve")
     p.add_argument("--target-ssim", type=float, default=0.90)
     p.add_argument("--mnist", default=None)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0)
     p.add_argument("--out", default=os.path.join("runs", "time_to_quality"))
     p.add_argument("--from-run", default=None, help="summarise this finished from-scratch run instead")
     args, extra = p.parse_known_args(argv)

@@ -237,6 +237,13 @@ CASES = [
     (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--out", "{out}"], "no labels file"),
     (a_evaluate.main, ["--model", "{det}", "--videos", "{unlabelled}", "--border", "-1", "--out", "{out}"],
      "--border"),
+    # a seed outside [0, 2**32 - 1] is refused by every entry point that takes one, before any work
+    (train.main, TRAIN + ["--seed", "-1"], r"--seed: must be an integer in \[0, 4294967295\], got '-1'"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--mnist", "{mnist}", "--seed", "-1", "--out", "{out}"], "--seed"),
+    (eda.main, ["--mnist", "{mnist}", "--seed", "4294967296", "--out", "{out}"], "--seed"),
+    (a_train.main, TRAIN_DET + ["--seed", "-1"], "--seed"),
+    (a_synthetic.main, ["--out", "{out}", "--seed", "-1"], "--seed"),
+    (a_footage.main, ["--video", "{video}", "--seed", "1.5", "--out", "{out}"], "got '1.5'"),
 ]
 
 

@@ -131,6 +131,23 @@ def test_output_dir_names_the_flag(tmp_path):
         output_dir(str(f / "sub"), "--model-out")
 
 
+def test_seed_arg_takes_what_every_generator_takes():
+    import argparse
+
+    import numpy as np
+
+    from cli import SEED_MAX, seed_arg
+
+    assert seed_arg("0") == 0 and seed_arg(str(SEED_MAX)) == 2**32 - 1
+    np.random.seed(seed_arg(str(SEED_MAX)))  # the bounds are NumPy's own
+    np.random.default_rng(seed_arg("0"))
+    for bad in ("-1", str(2**32), "1.5", "x", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"got {bad!r}"):
+            seed_arg(bad)
+    with pytest.raises(ValueError):
+        np.random.seed(2**32)  # one past the bound is NumPy's error too
+
+
 @pytest.mark.parametrize("module,command", [
     ("train", "python train.py"), ("evaluate", "python evaluate.py"), ("predict", "python predict.py"),
     ("eda", "python eda.py"), ("plots", "python plots.py"), ("anomaly.train", "python -m anomaly.train"),

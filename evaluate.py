@@ -235,8 +235,9 @@ def run(args) -> None:
 
     if args.sequences is not None and args.sequences < 0:
         raise InputError(f"--sequences must be >= 0, got {args.sequences}")
-    if args.batch_size < 1:
-        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
+    for flag, value in (("--batch-size", args.batch_size), ("--context", args.context), ("--horizon", args.horizon)):
+        if value < 1:
+            raise InputError(f"{flag} must be >= 1, got {value}")
     if not args.data and args.sequences == 0:
         raise InputError("--sequences 0 (all) needs --data")
     if not 0.0 <= args.subpixel_offset < 1.0:

@@ -60,13 +60,15 @@ def main(argv=None) -> int:
         from anomaly.fusion import FusedDetector, apply_overrides, load_detector
         from anomaly.video import expand_videos, read_video
 
+        if args.percentile is not None and not 0 < args.percentile < 100:
+            raise InputError(f"--percentile must be in (0, 100), got {args.percentile}")
         if args.scale_percentile is not None and not 0 < args.scale_percentile <= 100:
             raise InputError(f"--scale-percentile must be in (0, 100], got {args.scale_percentile}")
         det = apply_overrides(load_detector(args.model), args, rescale=True)
         if args.scale_percentile is not None and isinstance(det, ReconstructionDetector):
             raise InputError(f"--scale-percentile: {args.model} is an autoencoder (its score has no parts to scale)")
         videos = expand_videos(args.videos)
-        labelled = expand_videos(args.labelled_videos) if args.labelled_videos else []
+        labelled = expand_videos(args.labelled_videos, "--labelled-videos") if args.labelled_videos else []
         feats = [det.features(read_video(v)) for v in videos]
         chosen = args.percentile or (det.config if isinstance(det, FusedDetector) else det.configs[0]).percentile
         held_out = held_out_flagged(det, feats, operating_percentiles(chosen), args.scale_percentile)  # before

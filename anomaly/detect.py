@@ -21,6 +21,7 @@ three frames behind the source: the networks of three frames run at once
 from __future__ import annotations
 
 import csv
+import math
 import os
 import sys
 import time
@@ -60,6 +61,8 @@ def check_args(args) -> None:
         value = getattr(args, flag)
         if value is not None and not value > 0:
             raise InputError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
+    if args.threshold is not None and not math.isfinite(args.threshold):
+        raise InputError(f"--threshold must be a finite number, got {args.threshold}")
     runio.check_replace(args.out, "scores.csv", args.overwrite)
 
 

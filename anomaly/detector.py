@@ -379,7 +379,7 @@ def apply_overrides(det, args):
         value = getattr(args, flag, None)
         if value is not None:
             if value < 1:
-                raise InputError(f"--{flag} must be >= 1")
+                raise InputError(f"--{flag} must be >= 1, got {value}")
             setattr(det, flag, value)
     if getattr(args, "score", None) is not None:
         det.score = args.score

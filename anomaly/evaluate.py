@@ -248,7 +248,7 @@ def evaluate(args) -> dict:
     location = None
     if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
         location = LocationModel(border=det.border).fit(
-            [det.features(read_video(p)) for p in expand_videos(args.normal_videos)])
+            [det.features(read_video(p)) for p in expand_videos(args.normal_videos, "--normal-videos")])
     methods = {"model": det.label,
                "baseline_mean_flow_magnitude": "mean flow magnitude",
                "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}

@@ -144,11 +144,11 @@ def write_video(path: str, frames: np.ndarray, fps: float = 25.0) -> str:
     return writer.close()
 
 
-def expand_videos(pattern: str) -> list[str]:
-    """Video paths matching a glob (sorted); an empty match is an error."""
+def expand_videos(pattern: str, flag: str = "--videos") -> list[str]:
+    """Video paths matching a glob (sorted); an empty match is an error naming `flag`."""
     paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
     if not paths:
-        raise VideoError(f"--videos {pattern!r} matches no file")
+        raise VideoError(f"{flag} {pattern!r} matches no file")
     return paths
 
 

@@ -103,7 +103,7 @@ def main(argv=None):
     smooth = det.parts[det.config.parts[0]].smooth
     for part in det.parts.values():  # the scores before the causal max, which `opening` applies
         part.smooth = 1
-    normal = common.fused_part_scores(det, args.normal_videos, labelled=False)
+    normal = common.fused_part_scores(det, args.normal_videos, labelled=False, flag="--normal-videos")
     clips = common.fused_part_scores(det, args.videos)
     names = {sub for subs in normal[0].values() for sub in subs}
     if args.parts is not None and not set(args.parts) <= names:

@@ -100,16 +100,17 @@ def fused_choice_args(doc: str, argv=None, normal: str = "the scales come from",
     return p.parse_args(argv)
 
 
-def fused_part_scores(det, videos: str, labelled: bool = True) -> list:
+def fused_part_scores(det, videos: str, labelled: bool = True, flag: str = "--videos") -> list:
     """A fused detector's named part scores of each clip of the glob `videos`
     (`FusedDetector.named_part_scores`): (kind, {part: {its named part: (T,)
     scores}}, (T,) labels, fps) each; with `labelled` False (normal clips
-    without labels files), {part: {its named part: (T,) scores}} each."""
+    without labels files), {part: {its named part: (T,) scores}} each. An
+    empty glob is an error naming `flag`."""
     from anomaly.evaluate import clip_kind
     from anomaly.video import expand_videos, labels_for, read_video, video_fps
 
     clips = []
-    for q in expand_videos(videos):
+    for q in expand_videos(videos, flag):
         raw = det.features(read_video(q))
         scores = det.named_part_scores(raw)
         clips.append((clip_kind(os.path.splitext(os.path.basename(q))[0]), scores, labels_for(q, len(raw), None),

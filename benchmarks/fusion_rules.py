@@ -175,7 +175,7 @@ def main(argv=None):
     from anomaly.fusion import FusedDetector
 
     det = FusedDetector.load(args.model)
-    normal = common.fused_part_scores(det, args.normal_videos, labelled=False)
+    normal = common.fused_part_scores(det, args.normal_videos, labelled=False, flag="--normal-videos")
     clips = [c[:3] for c in common.fused_part_scores(det, args.videos)]
     table = rule_table(clips, normal)
     for name, row in table.items():

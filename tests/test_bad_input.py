@@ -241,9 +241,23 @@ CASES = [
     (train.main, TRAIN + ["--seed", "-1"], r"--seed: must be an integer in \[0, 4294967295\], got '-1'"),
     (evaluate.main, ["--checkpoint", "{ckpt}", "--mnist", "{mnist}", "--seed", "-1", "--out", "{out}"], "--seed"),
     (eda.main, ["--mnist", "{mnist}", "--seed", "4294967296", "--out", "{out}"], "--seed"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{npy}", "--horizon", "0", "--out", "{out}"],
+     "--horizon must be >= 1, got 0"),
+    (evaluate.main, ["--checkpoint", "{ckpt}", "--data", "{npy}", "--context", "-2", "--out", "{out}"],
+     "--context must be >= 1, got -2"),
     (a_train.main, TRAIN_DET + ["--seed", "-1"], "--seed"),
     (a_synthetic.main, ["--out", "{out}", "--seed", "-1"], "--seed"),
     (a_footage.main, ["--video", "{video}", "--seed", "1.5", "--out", "{out}"], "got '1.5'"),
+    (a_detect.main, ["--model", "{det}", "--source", "{video}", "--threshold", "nan", "--out", "{out}"],
+     "--threshold must be a finite number, got nan"),
+    (a_detect.main, ["--model", "{det}", "--source", "{video}", "--stride", "0", "--out", "{out}"],
+     "--stride must be >= 1, got 0"),
+    (a_evaluate.main, ["--model", "{det}", "--videos", "{video}", "--normal-videos", "{dir}/none*.mp4", "--out",
+                       "{out}"], "--normal-videos .* matches no file"),
+    (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--labelled-videos", "{dir}/none*.mp4"],
+     "--labelled-videos .* matches no file"),
+    (a_calibrate.main, ["--model", "{det}", "--videos", "{video}", "--percentile", "0"],
+     r"--percentile must be in \(0, 100\), got 0"),
 ]
 
 

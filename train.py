@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import shutil
 import sys
@@ -153,8 +154,8 @@ def config_from_args(args) -> Config:
         raise InputError(f"--seq-len must be >= 2, got {tr.seq_len}")
     for flag, value in (("--batch-size", tr.batch_size), ("--epochs", tr.epochs),
                         ("--steps-per-epoch", tr.steps_per_epoch), ("--lr", tr.lr)):
-        if not value > 0:
-            raise InputError(f"{flag} must be positive, got {value}")
+        if not 0 < value < math.inf:
+            raise InputError(f"{flag} must be positive and finite, got {value}")
     if tr.feedback_passes and tr.context_frames >= tr.seq_len - 1:
         raise InputError(f"--context-frames {tr.context_frames} leaves no frame to feed back "
                          f"in sequences of {tr.seq_len} frames")
@@ -165,8 +166,8 @@ def config_from_args(args) -> Config:
                          f"got {tr.feedback_passes}")
     weights = {"--bce-weight": tr.bce_weight, "--perceptual-weight": tr.perceptual_weight,
                "--gdl-weight": tr.gdl_weight, "--mse-weight": tr.mse_weight, "--l1-weight": tr.l1_weight}
-    if min(weights.values()) < 0 or not any(weights.values()):
-        raise InputError(f"loss weights must be >= 0 and not all zero, got {weights}")
+    if not all(0 <= w < math.inf for w in weights.values()) or not any(weights.values()):
+        raise InputError(f"loss weights must be finite, >= 0 and not all zero, got {weights}")
     if tr.total_steps < 0 or not 0 <= tr.warmup_steps < run_steps(tr):
         raise InputError(f"--total-steps must be >= 0 and --warmup-steps in [0, {run_steps(tr)}) "
                          f"(got {tr.total_steps}, {tr.warmup_steps})")

@@ -19,6 +19,7 @@ and one such folder per part.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import time
@@ -83,6 +84,11 @@ class TrainSettings:
     def check(self) -> None:
         """Every value's range, before any work; an InputError names the flag."""
         from anomaly.config import check_border
+
+        for f in dataclasses.fields(self):  # nan passes a comparison, inf most: neither is a setting
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InputError(f"--{f.name.replace('_', '-')} must be a finite number, got {value}")
 
         ints = {"--seq-len": (self.seq_len, 2), "--window-stride": (self.window_stride, 1),
                 "--stride": (self.stride, 1), "--epochs": (self.epochs, 1), "--batch-size": (self.batch_size, 1),

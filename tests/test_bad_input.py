@@ -131,7 +131,9 @@ TRAIN_FLAGS_NAMED = [("--val-rollout-sequences", "-1"), ("--bn-momentum", "2"), 
 # train.py flags with a bad value, and what the error must name.
 TRAIN_FLAG_CASES = [
     (["--bogus"], "unrecognized"),
-    (["--batch-size", "0"], "--batch-size must be positive, got 0"),
+    (["--batch-size", "0"], "--batch-size must be positive and finite, got 0"),
+    (["--lr", "inf"], "--lr must be positive and finite, got inf"),
+    (["--gdl-weight", "nan"], "loss weights must be finite"),
     (["--seq-len", "1"], "--seq-len must be >= 2, got 1"),
     (["--gdl-weight", "-1"], "'--gdl-weight': -1.0"),
     (["--filters", "8,8"], "got '8,8'"),
@@ -221,6 +223,8 @@ CASES = [
      "--scale-percentile 95.0 applies to --objective motion or fused only"),
     (a_train.main, TRAIN_DET + ["--objective", "motion", "--seq-len", "8"], "--seq-len 8 applies to --objective reconstruct"),
     (a_train.main, TRAIN_DET + ["--lr", "0"], "--lr"),
+    (a_train.main, TRAIN_DET + ["--lr", "inf"], "--lr must be a finite number, got inf"),
+    (a_train.main, TRAIN_DET + ["--still-speed", "nan"], "--still-speed must be a finite number, got nan"),
     *([(a_train.main, TRAIN_DET + ["--density", "yolo-pose"], "--density yolo-pose needs Ultralytics")]
       if importlib.util.find_spec("ultralytics") is None else []),
     *([(a_train.main, TRAIN_DET + ["--density", "hog"], "--density hog needs OpenCV's HOGDescriptor")]

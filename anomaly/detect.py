@@ -56,13 +56,17 @@ def parse_args(argv=None):
 
 
 def check_args(args) -> None:
-    """Every flag and the output folder, before the detector is loaded or the source opened."""
+    """Every flag, a file source's existence and the output folder, before the
+    detector is loaded (seconds of compiling) or the source opened."""
     for flag in ("max_frames", "duration", "timeout"):
         value = getattr(args, flag)
         if value is not None and not value > 0:
             raise InputError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
     if args.threshold is not None and not math.isfinite(args.threshold):
         raise InputError(f"--threshold must be a finite number, got {args.threshold}")
+    from anomaly.video import check_source
+
+    check_source(args.source)
     runio.check_replace(args.out, "scores.csv", args.overwrite)
 
 

@@ -52,6 +52,13 @@ def is_live(source: str) -> bool:
     return source.isdigit() or "://" in source
 
 
+def check_source(source: str) -> None:
+    """A VideoError unless `source` is live or an existing file (checked before
+    any slow work, such as compiling a detector, and again when it opens)."""
+    if not is_live(source) and not os.path.isfile(source):
+        raise VideoError(f"{source}: no such video file (or a camera index such as 0, or a stream URL)")
+
+
 def open_source(source: str, timeout_s: float = 10.0):
     """An OpenCV capture of a file, a camera index ("0") or a stream URL; a live
     source that sends nothing for `timeout_s` seconds ends (instead of hanging)."""
@@ -65,8 +72,7 @@ def open_source(source: str, timeout_s: float = 10.0):
         cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
                                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
     else:
-        if not os.path.isfile(source):
-            raise VideoError(f"{source}: no such video file (or a camera index such as 0, or a stream URL)")
+        check_source(source)
         cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         if is_live(source):

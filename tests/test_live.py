@@ -132,6 +132,19 @@ def test_bad_live_sources_and_flags(detector, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_a_missing_file_source_is_refused_before_the_detector_loads(tmp_path, capsys, monkeypatch):
+    import anomaly.fusion
+
+    def no_load(*args, **kwargs):
+        raise AssertionError("the detector was loaded (seconds of compiling) before the source was checked")
+
+    monkeypatch.setattr(anomaly.fusion, "load_detector", no_load)
+    out = tmp_path / "o"
+    assert detect.main(["--model", "any", "--source", str(tmp_path / "none.mp4"), "--out", str(out)]) == 2
+    assert "none.mp4: no such video file" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def _wait_for_rows(out, n, proc, limit=120):
     t0 = time.time()
     path = os.path.join(out, "scores.csv")

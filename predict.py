@@ -153,13 +153,13 @@ def input_warnings(clip: np.ndarray, frames: np.ndarray) -> list[str]:
 
 
 def predict(args) -> None:
+    check_args(args)
+    clip = read_clip(args.clip)  # before Keras loads: a bad clip fails in a blink
+    if len(clip) < 2:
+        raise UserError(f"{args.clip}: {len(clip)} frame(s); need at least 2 to see motion")
     import plots
     from model import load_predictor, rollout
 
-    check_args(args)
-    clip = read_clip(args.clip)
-    if len(clip) < 2:
-        raise UserError(f"{args.clip}: {len(clip)} frame(s); need at least 2 to see motion")
     if args.context:
         clip = clip[-args.context:]
     net = load_predictor(args.checkpoint)

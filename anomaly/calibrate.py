@@ -56,19 +56,20 @@ def main(argv=None) -> int:
                    help="glob of labelled clips (NAME.labels.txt beside each): adds recall to the operating points")
     args = p.parse_args(argv)
     def run():
-        from anomaly.detector import META, ReconstructionDetector
-        from anomaly.fusion import FusedDetector, apply_overrides, load_detector
-        from anomaly.video import expand_videos, read_video
+        from anomaly.video import expand_videos, read_video  # no Keras: bad flags and globs fail in a blink
 
         if args.percentile is not None and not 0 < args.percentile < 100:
             raise InputError(f"--percentile must be in (0, 100), got {args.percentile}")
         if args.scale_percentile is not None and not 0 < args.scale_percentile <= 100:
             raise InputError(f"--scale-percentile must be in (0, 100], got {args.scale_percentile}")
+        videos = expand_videos(args.videos)
+        labelled = expand_videos(args.labelled_videos, "--labelled-videos") if args.labelled_videos else []
+        from anomaly.detector import META, ReconstructionDetector
+        from anomaly.fusion import FusedDetector, apply_overrides, load_detector
+
         det = apply_overrides(load_detector(args.model), args, rescale=True)
         if args.scale_percentile is not None and isinstance(det, ReconstructionDetector):
             raise InputError(f"--scale-percentile: {args.model} is an autoencoder (its score has no parts to scale)")
-        videos = expand_videos(args.videos)
-        labelled = expand_videos(args.labelled_videos, "--labelled-videos") if args.labelled_videos else []
         feats = [det.features(read_video(v)) for v in videos]
         chosen = args.percentile or (det.config if isinstance(det, FusedDetector) else det.configs[0]).percentile
         held_out = held_out_flagged(det, feats, operating_percentiles(chosen), args.scale_percentile)  # before

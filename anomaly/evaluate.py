@@ -235,20 +235,21 @@ def per_group_reports(clips: list, methods) -> dict:
 def evaluate(args) -> dict:
     """Scores every clip of `args.videos`, writes OUT/metrics.json, OUT/roc.png and one
     score plot per clip; returns the metrics."""
+    from anomaly.video import expand_videos, read_video  # no Keras: bad globs fail in a blink
+
+    runio.check_replace(args.out, "metrics.json", args.overwrite)
+    paths = [p for pattern in args.videos for p in expand_videos(pattern)]
+    normal = expand_videos(args.normal_videos, "--normal-videos") if args.normal_videos else []
     import plots
     from anomaly.fusion import apply_overrides, load_detector
     from anomaly.location import LocationModel
     from anomaly.scoring import check_labels
-    from anomaly.video import expand_videos, read_video
 
-    runio.check_replace(args.out, "metrics.json", args.overwrite)
     det = apply_overrides(load_detector(args.model), args)
-    paths = [p for pattern in args.videos for p in expand_videos(pattern)]
     names = clip_names(paths)
     location = None
-    if args.normal_videos:  # the per-location baseline, fitted on the normal clips given
-        location = LocationModel(border=det.border).fit(
-            [det.features(read_video(p)) for p in expand_videos(args.normal_videos, "--normal-videos")])
+    if normal:  # the per-location baseline, fitted on the normal clips given
+        location = LocationModel(border=det.border).fit([det.features(read_video(p)) for p in normal])
     methods = {"model": det.label,
                "baseline_mean_flow_magnitude": "mean flow magnitude",
                "baseline_flow_magnitude_as_model": f"flow magnitude ({det.score}, border {det.border})"}

@@ -224,13 +224,14 @@ def split_clips(clips: list, val_fraction: float):
 def train(cfg: TrainSettings):
     """Fits a detector on the normal clips of `cfg.videos`, calibrates its
     threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
+    from anomaly.video import expand_videos, read_video
+
+    paths = expand_videos(cfg.videos)  # before check() loads Keras (anomaly.config): a bad glob fails in a blink
+    cfg.check()
     import distribute
     from anomaly.detector import META, MODEL, Detector
     from anomaly.features import FeatureConfig, Normalizer, clip_features
-    from anomaly.video import expand_videos, read_video
 
-    cfg.check()
-    paths = expand_videos(cfg.videos)
     strategy = distribute.make_strategy(cfg.strategy)  # before any TensorFlow work
     out = distribute.chief_out(cfg.out, strategy)
     runio.check_replace(out, META, cfg.overwrite)  # before the fit, not after

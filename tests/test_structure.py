@@ -148,6 +148,26 @@ def test_seed_arg_takes_what_every_generator_takes():
         np.random.seed(2**32)  # one past the bound is NumPy's error too
 
 
+@pytest.mark.parametrize("module,argv", [
+    ("predict", ["README.md"]),
+    ("anomaly.train", ["--videos", "none/*.mp4", "--out", "OUT"]),
+    ("anomaly.evaluate", ["--model", "none", "--videos", "none/*.mp4", "--out", "OUT"]),
+    ("anomaly.calibrate", ["--model", "none", "--videos", "none/*.mp4"]),
+])
+def test_a_bad_clip_or_glob_fails_before_keras_loads(module, argv, tmp_path):
+    """Keras takes seconds to import: a typo in a path should not wait for it."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, sys; rc = importlib.import_module(sys.argv[1]).main(sys.argv[2:]); "
+            "print('keras' in sys.modules); sys.exit(rc)")
+    argv = [a.replace("OUT", str(tmp_path / "o")) for a in argv]
+    r = subprocess.run([sys.executable, "-c", code, module, *argv], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and r.stdout.strip() == "False", (r.stdout, r.stderr)
+    assert r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
 @pytest.mark.parametrize("module,command", [
     ("train", "python train.py"), ("evaluate", "python evaluate.py"), ("predict", "python predict.py"),
     ("eda", "python eda.py"), ("plots", "python plots.py"), ("anomaly.train", "python -m anomaly.train"),

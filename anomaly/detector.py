@@ -104,16 +104,17 @@ class Detector:
     def load(paths, detector=None) -> "Detector":
         """A saved detector folder, or a list of folders (an ensemble), as the
         kind its detector.json names."""
-        import anomaly.model  # noqa: F401  (registers CoordChannels)
-        import model  # (also registers the shared layers)
-
         paths = [paths] if isinstance(paths, str) else list(paths)
-        models, configs = [], []
-        for p in paths:
-            mp, jp = os.path.join(p, MODEL), os.path.join(p, META)
+        files = [(os.path.join(p, MODEL), os.path.join(p, META)) for p in paths]
+        for p, (mp, jp) in zip(paths, files):  # before Keras loads: a wrong folder fails in a blink
             if not (os.path.isfile(mp) and os.path.isfile(jp)):
                 raise InputError(f"{p}: not a detector folder (needs {MODEL} and {META}; "
                                  "train one with python -m anomaly.train)")
+        import anomaly.model  # noqa: F401  (registers CoordChannels)
+        import model  # (also registers the shared layers)
+
+        models, configs = [], []
+        for mp, jp in files:
             configs.append(DetectorConfig.load(jp))
             net = model.load_model_file(mp)
             expected = KINDS[configs[-1].objective].network_input(configs[-1])

@@ -4,38 +4,12 @@ model (`anomaly.motion`: where people are -> how they move there)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import keras
 from keras import layers, ops
 
+from anomaly.config import AEConfig, MotionConfig
 from cli import InputError
-from config import from_fields
 from model import DepthToSpace, convlstm_block, patched_input
-
-
-@dataclass
-class AEConfig:
-    """encoder / decoder: ConvLSTM filters per layer (the output layer maps the
-    last decoder layer back to the 3 feature channels); kernel: ConvLSTM kernel;
-    patch_size: space-to-depth factor; window: frames per window; frame_size: S."""
-
-    encoder: tuple = (32, 64, 32)
-    decoder: tuple = (64, 32)
-    kernel: int = 3
-    patch_size: int = 2
-    window: int = 16
-    frame_size: int = 64
-    channels: int = 3
-    precision: str = "float32"
-    bn_momentum: float = 0.9  # a few hundred steps of training: moving stats must keep up
-
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d, what: str = "autoencoder"):
-        return from_fields(cls, d, what, tuples=("encoder", "decoder"))
 
 
 @keras.saving.register_keras_serializable(package="convlstm")
@@ -64,14 +38,6 @@ def fit_callbacks(patience: int, extra=()) -> list:
             keras.callbacks.TerminateOnNaN(), *extra]
 
 
-AE_PRESETS = {
-    # the issue's default widths: encoder 3->32->64->32, decoder 32->64->32->3
-    "strong": AEConfig(),
-    # real time on a CPU: narrower layers on 4x4 patches
-    "light": AEConfig(encoder=(16, 32, 16), decoder=(32, 16), patch_size=4),
-}
-
-
 def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
     """(N, T, S, S, C) normalised features -> their reconstruction, same shape."""
     cfg = cfg or AEConfig()
@@ -85,54 +51,6 @@ def build_autoencoder(cfg: AEConfig | None = None) -> keras.Model:
     if p > 1:
         x = DepthToSpace(p, dtype="float32", name="depth_to_space")(x)
     return keras.Model(inp, x, name="convlstm_autoencoder")
-
-
-@dataclass
-class MotionConfig:
-    """The motion model of `anomaly.motion`.
-
-    widths: Conv2D filters (kernel x kernel, ReLU) at pixel resolution;
-    cell_widths: 3x3 Conv2D filters after averaging each cell (the model sees
-    its neighbourhood); frame_size S and border b: the cells are the detector's
-    grid (`cells.cell_grid`: S // 8 pixels, inside the border); directions,
-    speed_edges, occupied: the motion bins (`anomaly.location.LocationModel`;
-    `anomaly.motion.fit` keeps the first edge, the still speed, and fits the
-    others on the training clips); speed_scale: the speed head predicts the
-    cell's mean flow speed divided by this (the training clips' mean, so its
-    targets are near 1); min_speed: the
-    floor of both speeds in the pace score (px/frame: a near-empty, still frame
-    is not a surprise)."""
-
-    widths: tuple = (16, 32)
-    cell_widths: tuple = (64,)
-    kernel: int = 3
-    frame_size: int = 64
-    border: int = 4
-    directions: int = 8
-    speed_edges: tuple = (0.1, 0.4, 1.0)
-    occupied: float = 0.05
-    speed_scale: float = 1.0
-    min_speed: float = 0.02
-
-    @property
-    def cell(self) -> int:
-        return max(1, self.frame_size // 8)
-
-    @property
-    def grid(self) -> int:
-        """Cells per side."""
-        return (self.frame_size - 2 * self.border) // self.cell
-
-    @property
-    def bins(self) -> int:
-        return 2 + self.directions * len(self.speed_edges)
-
-    def to_dict(self):
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d, what: str = "motion"):
-        return from_fields(cls, d, what, tuples=("widths", "cell_widths", "speed_edges"))
 
 
 def build_motion_model(cfg: MotionConfig | None = None) -> keras.Model:

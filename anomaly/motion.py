@@ -45,7 +45,7 @@ import numpy as np
 
 from anomaly.cells import cell_grid, percentile_scale, reduce_cells
 from anomaly.location import LocationModel
-from anomaly.model import MotionConfig
+from anomaly.config import MotionConfig
 
 DENSITY = 2  # the density channel of the raw features
 # Each part is divided by this percentile of its values on held-out normal clips: the

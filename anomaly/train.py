@@ -224,10 +224,10 @@ def split_clips(clips: list, val_fraction: float):
 def train(cfg: TrainSettings):
     """Fits a detector on the normal clips of `cfg.videos`, calibrates its
     threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
-    from anomaly.video import expand_videos, read_video
+    from anomaly.video import expand_videos, read_video  # no Keras: bad flags and globs fail in a blink
 
-    paths = expand_videos(cfg.videos)  # before check() loads Keras (anomaly.config): a bad glob fails in a blink
     cfg.check()
+    paths = expand_videos(cfg.videos)
     import distribute
     from anomaly.detector import META, MODEL, Detector
     from anomaly.features import FeatureConfig, Normalizer, clip_features
@@ -313,7 +313,8 @@ class AutoencoderFit:
 
         import distribute
         from anomaly.cells import windows
-        from anomaly.model import AE_PRESETS, build_autoencoder, fit_callbacks
+        from anomaly.config import AE_PRESETS
+        from anomaly.model import build_autoencoder, fit_callbacks
 
         xtr, xva = (np.concatenate([norm(windows(f, cfg.seq_len, cfg.window_stride)) for f in fs])
                     for fs in (tr_feats, va_feats))
@@ -352,7 +353,7 @@ class MotionFit:
 
         import distribute
         from anomaly import motion
-        from anomaly.model import MotionConfig
+        from anomaly.config import MotionConfig
 
         keras.utils.set_random_seed(cfg.seed)
         t0 = time.time()

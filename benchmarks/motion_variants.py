@@ -139,7 +139,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     from anomaly.features import FeatureConfig, Normalizer
-    from anomaly.model import MotionConfig
+    from anomaly.config import MotionConfig
 
     fcfg = FeatureConfig(mog2_learning_rate=0.001)
     train = [raw for raw, _ in load(os.path.join(args.data, "train"), fcfg).values()]

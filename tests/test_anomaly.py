@@ -8,7 +8,8 @@ from anomaly import scoring
 from anomaly.cells import percentile_threshold, window_starts, windows
 from anomaly.detector import Detector, ReconstructionDetector
 from anomaly.features import FeatureConfig, FeatureExtractor, KeypointDensity, Normalizer, clip_features
-from anomaly.model import AEConfig, build_autoencoder
+from anomaly.config import AEConfig
+from anomaly.model import build_autoencoder
 from anomaly.synthetic import crowd_clip
 from anomaly.video import read_labels, write_labels
 from anomaly.video import VideoError, expand_videos, read_video, write_video

@@ -25,7 +25,8 @@ def files(tmp_path_factory, mnist_dir):
     d = tmp_path_factory.mktemp("bad")
     from anomaly.detector import Detector
     from anomaly.features import FeatureConfig
-    from anomaly.model import AEConfig, build_autoencoder
+    from anomaly.config import AEConfig
+    from anomaly.model import build_autoencoder
     from anomaly.synthetic import crowd_clip
     from anomaly.video import write_labels
     from anomaly.video import write_video

@@ -9,7 +9,8 @@ import pytest
 from anomaly.detector import Detector, ReconstructionDetector
 from anomaly.features import FeatureConfig, clip_features
 from anomaly.fusion import FusedDetector, FusionConfig, load_detector
-from anomaly.model import AEConfig, build_autoencoder
+from anomaly.config import AEConfig
+from anomaly.model import build_autoencoder
 from cli import InputError
 
 S = 16

@@ -64,7 +64,8 @@ def detector(tmp_path_factory):
     """A tiny autoencoder detector (random weights) on 16x16 features, window 4."""
     from anomaly.detector import Detector
     from anomaly.features import FeatureConfig
-    from anomaly.model import AEConfig, build_autoencoder
+    from anomaly.config import AEConfig
+    from anomaly.model import build_autoencoder
 
     d = str(tmp_path_factory.mktemp("live") / "det")
     cfg = AEConfig(encoder=(2,), decoder=(2,), patch_size=4, window=4, frame_size=16)

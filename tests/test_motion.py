@@ -12,7 +12,8 @@ from anomaly.cells import scaled_max
 from anomaly.detector import Detector, MotionDetector
 from anomaly.features import FeatureConfig, Normalizer
 from anomaly.fusion import FusedDetector, FusionConfig
-from anomaly.model import MotionConfig, build_motion_model
+from anomaly.config import MotionConfig
+from anomaly.model import build_motion_model
 
 S = 16
 IDENTITY = Normalizer([0.0, 0.0, 0.0], [1.0, 1.0, 1.0])

@@ -153,9 +153,12 @@ def test_seed_arg_takes_what_every_generator_takes():
     ("anomaly.train", ["--videos", "none/*.mp4", "--out", "OUT"]),
     ("anomaly.evaluate", ["--model", "none", "--videos", "none/*.mp4", "--out", "OUT"]),
     ("anomaly.calibrate", ["--model", "none", "--videos", "none/*.mp4"]),
+    ("anomaly.train", ["--videos", "README.md", "--out", "OUT", "--lr", "-1"]),
+    ("anomaly.detect", ["--model", "none", "--source", "README.md", "--out", "OUT"]),
+    ("anomaly.evaluate", ["--model", "none", "--videos", "README.md", "--out", "OUT"]),
 ])
-def test_a_bad_clip_or_glob_fails_before_keras_loads(module, argv, tmp_path):
-    """Keras takes seconds to import: a typo in a path should not wait for it."""
+def test_a_bad_path_or_flag_fails_before_keras_loads(module, argv, tmp_path):
+    """Keras takes seconds to import: a typo in a path or a flag should not wait for it."""
     import subprocess
     import sys
 

@@ -75,16 +75,21 @@ def main(argv=None) -> int:
         held_out = held_out_flagged(det, feats, operating_percentiles(chosen), args.scale_percentile)  # before
         # the calibration below, which replaces the one it leaves
         if not isinstance(det, FusedDetector):
-            scores = recalibrate(det, args.model, feats, videos, args)
+            scores, new = recalibrate(det, feats, videos, args)
+            new.save(os.path.join(args.model, META))
             pct = args.percentile or det.configs[0].percentile
             n = sum(int(np.isfinite(s).sum()) for s in scores)
             print(f"threshold {det.threshold:.4f} = {pct:g}th percentile of {n} frame scores ({det.score})")
         else:
             per_clip = [{} for _ in feats]  # {part: (T,) scores} per clip, scored once for every use below
+            parts = {}
             for name, part in det.parts.items():
-                for clip, s in zip(per_clip, recalibrate(part, os.path.join(args.model, name), feats, videos, args)):
+                part_scores, parts[name] = recalibrate(part, feats, videos, args)
+                for clip, s in zip(per_clip, part_scores):
                     clip[name] = s
             cfg = det.calibrate_scores(per_clip, args.percentile, args.scale_percentile, videos)
+            for name, new in parts.items():  # written together once every part has calibrated: a failure
+                new.save(os.path.join(args.model, name, META))  # above leaves the folder as it was
             cfg.save(os.path.join(args.model, META))
             scores, pct = [det.fuse(c) for c in per_clip], cfg.percentile
             print(f"threshold {cfg.threshold:.4f} = {pct:g}th percentile of the fused frame scores; "
@@ -175,14 +180,14 @@ def print_operating_points(det, scores: list, videos: list, labelled: list, chos
               f"{r['false_alarms_per_hour']:17.1f}   {recall}")
 
 
-def recalibrate(det, folder: str, feats: list, videos: list, args) -> list:
+def recalibrate(det, feats: list, videos: list, args) -> tuple:
     """Recalibrates one part's threshold (and a motion detector's scales) on
-    normal clips' raw features, rewrites its detector.json; returns its (T,)
-    frame scores of each clip (which the threshold does not change)."""
+    normal clips' raw features; returns its (T,) frame scores of each clip
+    (which the threshold does not change) and its new DetectorConfig, for the
+    caller to save."""
     import dataclasses
 
     from anomaly.cells import percentile_threshold
-    from anomaly.detector import META
 
     pct = args.percentile if args.percentile is not None else det.configs[0].percentile
     old = det.rescale(feats, args.scale_percentile)
@@ -191,8 +196,7 @@ def recalibrate(det, folder: str, feats: list, videos: list, args) -> list:
     new = dataclasses.replace(old, threshold=det.threshold, percentile=pct, calibrated_on=videos, score=det.score,
                               smooth=det.smooth, border=det.border, stride=det.stride,
                               train_stride=old.train_stride or old.stride)
-    new.save(os.path.join(folder, META))
-    return per_clip
+    return per_clip, new
 
 
 if __name__ == "__main__":

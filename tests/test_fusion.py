@@ -173,7 +173,7 @@ def test_warmup_leaves_no_ghost_of_the_first_frame():
     assert ghost[0] > 0.5 and ghost[10] < 0.05, ghost
 
 
-def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsys, tiny_detector):
+def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsys, tiny_detector, monkeypatch):
     from anomaly import calibrate, detect, evaluate
 
     data, out = tiny_detector(dict(frames=32, n_train=3, n_test_normal=1, n_panic=1, n_runner=0, n_val_each=0,
@@ -254,6 +254,18 @@ def test_cli_trains_the_fused_default_and_every_command_takes_it(tmp_path, capsy
     assert "scored frames are labelled 0; the metrics need both" in capsys.readouterr().err
     assert open(os.path.join(ev, "metrics.json")).read() == before
     normal = os.path.join(data, "test", "normal_00.mp4")
+    # a calibration that fails after its parts have calibrated leaves every detector.json as it was
+    metas = [os.path.join(out, *sub, "detector.json") for sub in ((), ("reconstruct",), ("motion",))]
+    saved = [open(p).read() for p in metas]
+
+    def fail(*args, **kwargs):
+        raise InputError("the fused calibration failed")
+
+    with monkeypatch.context() as mp:
+        mp.setattr(FusedDetector, "calibrate_scores", fail)
+        assert calibrate.main(["--model", out, "--videos", normal, "--smooth", "4"]) == 2
+    assert "the fused calibration failed" in capsys.readouterr().err
+    assert [open(p).read() for p in metas] == saved
     capsys.readouterr()
     assert calibrate.main(["--model", out, "--videos", normal, "--smooth", "4", "--percentile", "90",
                            "--labelled-videos", src]) == 0

@@ -60,7 +60,6 @@ class AEConfig:
         return from_fields(cls, d, what, tuples=("encoder", "decoder"))
 
 
-
 @dataclass
 class MotionConfig:
     """The motion model of `anomaly.motion`.

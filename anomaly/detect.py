@@ -23,7 +23,9 @@ from __future__ import annotations
 import csv
 import math
 import os
+import signal
 import sys
+import threading
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on a CPU machine) are not ours; set 0 to see them
@@ -70,6 +72,33 @@ def check_args(args) -> None:
     runio.check_replace(args.out, "scores.csv", args.overwrite)
 
 
+class CtrlC:
+    """Ctrl-C as a request to stop, while the context is open: the first sets
+    `pressed` and the stream stops after the frame in hand; a second stops at
+    once (KeyboardInterrupt). A KeyboardInterrupt raised wherever the main thread
+    happens to be can land inside the worker pool's locks (a future's condition
+    held and never released), and the pool then waits forever for its worker at
+    shutdown, so the first press only sets a flag. Off the main thread (where
+    no signal handler can be set, and none runs) it does nothing."""
+
+    def __init__(self):
+        self.pressed, self.previous = False, None
+
+    def _handle(self, signum, frame):
+        if self.pressed:
+            raise KeyboardInterrupt
+        self.pressed = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
 class Stream:
     """One run over a source: scores its frames (`anomaly.streaming`), appends
     each frame's row to scores.csv (flushed), writes its annotated frame, and
@@ -105,7 +134,7 @@ class Stream:
 
         video = VideoWriter(os.path.join(self.out, "annotated.mp4"))
         t0 = time.perf_counter()
-        with open(os.path.join(self.out, "scores.csv"), "w", newline="") as f:
+        with open(os.path.join(self.out, "scores.csv"), "w", newline="") as f, CtrlC() as ctrl_c:
             rows = csv.writer(f)
             rows.writerow(["frame", "score", "is_anomaly"])
             results = scored_frames(self.det, self._timed(frames))
@@ -113,13 +142,16 @@ class Stream:
                 for frame, r in results:
                     self.add(frame, r, rows, video, time.perf_counter() - t0)
                     f.flush()
+                    if ctrl_c.pressed:
+                        self.stopped_by = "Ctrl-C"
+                        break
                     if self.max_frames is not None and len(self.scores) >= self.max_frames:
                         self.stopped_by = f"--max-frames {self.max_frames}"
                         break
                     if self.duration is not None and time.perf_counter() - t0 >= self.duration:
                         self.stopped_by = f"--duration {self.duration:g}"
                         break
-            except KeyboardInterrupt:
+            except KeyboardInterrupt:  # pressed twice
                 self.stopped_by = "Ctrl-C"
             finally:
                 results.close()

@@ -177,3 +177,40 @@ def test_ctrl_c_stops_cleanly_and_a_killed_run_keeps_its_scores(detector, frames
     if sig == signal.SIGINT:
         assert proc.returncode == 0, stderr
         assert "stopped by Ctrl-C" in stdout and os.path.getsize(os.path.join(out, "annotated.mp4")) > 0
+
+
+def test_ctrl_c_is_a_request_answered_after_the_frame_in_hand(detector, frames, tmp_path):
+    """The first Ctrl-C raises nowhere (an interrupt inside the worker pool's locks
+    could leave the stream waiting forever): the source's next frame still comes,
+    the run stops after it with every row kept, and the old handler is back.
+    A second Ctrl-C stops at once."""
+    from anomaly.fusion import load_detector
+
+    seen = {"interrupted": 0, "served": 0}
+
+    def source(presses):
+        for i in range(200):
+            try:
+                if i == 8:
+                    for _ in range(presses):
+                        os.kill(os.getpid(), signal.SIGINT)
+                seen["served"] += 1
+                yield frames[i % len(frames)]
+            except KeyboardInterrupt:
+                seen["interrupted"] += 1
+                raise
+
+    before = signal.getsignal(signal.SIGINT)
+    det = load_detector([detector])
+    run = detect.Stream(det, str(tmp_path))
+    run.run(source(1))
+    assert run.stopped_by == "Ctrl-C" and seen["interrupted"] == 0
+    assert 1 <= len(run.scores) <= 9 and seen["served"] == 9
+    assert signal.getsignal(signal.SIGINT) is before
+    assert [int(r[0]) for r in rows(str(tmp_path))] == list(range(len(run.scores)))
+
+    run = detect.Stream(det, str(tmp_path / "twice"))
+    os.makedirs(str(tmp_path / "twice"))
+    run.run(source(2))
+    assert run.stopped_by == "Ctrl-C" and len(run.scores) <= 9
+    assert signal.getsignal(signal.SIGINT) is before

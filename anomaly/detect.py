@@ -82,7 +82,7 @@ class CtrlC:
     no signal handler can be set, and none runs) it does nothing."""
 
     def __init__(self):
-        self.pressed, self.previous = False, None
+        self.pressed, self.installed, self.previous = False, False, None
 
     def _handle(self, signum, frame):
         if self.pressed:
@@ -92,11 +92,12 @@ class CtrlC:
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             self.previous = signal.signal(signal.SIGINT, self._handle)
+            self.installed = True
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        if self.installed:  # None: the handler before was not set from Python; Python's own then
+            signal.signal(signal.SIGINT, signal.default_int_handler if self.previous is None else self.previous)
 
 
 class Stream:

@@ -24,13 +24,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ errors (cuInit on
 
 import numpy as np  # noqa: E402
 
-import metrics  # noqa: E402
 import runio  # noqa: E402
 from cli import CliParser, InputError, UserError, entry, progress, seed_arg  # noqa: E402
-from model import forecast, load_predictor, predict_frames, rollout  # noqa: E402
 from views import VIEWS, over_views  # noqa: E402
 
-CURVES = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per forecast step
+# metrics and model import Keras (seconds): they load in the functions that use them,
+# after the flags are checked, so a typo is refused at once.
 
 
 def parse_args(argv=None):
@@ -99,6 +98,8 @@ def test_videos(args, seq_len: int = 20, num_digits: int = 2):
 def _metric_graph():
     import tensorflow as tf
 
+    import metrics
+
     return tf.function(metrics.frame_metrics_tensor, reduce_retracing=True)
 
 
@@ -114,12 +115,14 @@ class Accumulator:
     """Sums per-position metric values over batches."""
 
     def __init__(self):
-        self.sums, self.n = {}, 0
+        import metrics
+
+        self.sums, self.names = {}, tuple(metrics.METRICS)
 
     def add(self, name, truth, pred):
         vals = batch_metrics(truth, pred)  # each (B, T)
-        acc = self.sums.setdefault(name, {k: 0.0 for k in metrics.METRICS})
-        for k in metrics.METRICS:
+        acc = self.sums.setdefault(name, {k: 0.0 for k in self.names})
+        for k in self.names:
             acc[k] = acc[k] + vals[k].sum(axis=0)
 
     def result(self, n):
@@ -145,6 +148,7 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
     (`model.forecast`): the rollout branches off after the context frames.
     `views` averages the model's forecasts over `views.VIEWS[views]` (one pass each)."""
     import data
+    from model import forecast, predict_frames, rollout
 
     t = videos.shape[1]
     if t < 2:
@@ -190,7 +194,11 @@ def evaluate(net, videos, batch_size=32, context=10, horizon=10, protocols="both
 
 def write_figures(net, videos, results, out, context, horizon, where="test set", views="none"):
     import data
+    import metrics
     import plots
+    from model import predict_frames, rollout
+
+    curve_names = tuple(k for k, m in metrics.METRICS.items() if m.curve)  # drawn per forecast step
 
     v = data.to_float(videos[:1])
     x, y = v[:, :-1], v[:, 1:]
@@ -202,7 +210,7 @@ def write_figures(net, videos, results, out, context, horizon, where="test set",
     if "next_frame" in results:
         nf = results["next_frame"]
         frames = np.arange(2, videos.shape[1] + 1) - 1
-        curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in CURVES}
+        curves = {k: {name: nf[name]["per_frame"][k] for name in nf} for k in curve_names}
         plots.per_step_curves(frames, curves, os.path.join(out, "next_frame_metrics.png"),
                               f"next-frame metrics per frame index ({where})")
     key = f"rollout_{context}_{horizon}"
@@ -225,7 +233,7 @@ def write_figures(net, videos, results, out, context, horizon, where="test set",
         pred = np.concatenate([ctx[0], r[0]])
         plots.write_gif(plots.side_by_side([truth, pred]), os.path.join(out, "rollout.gif"))
         ro = results[key]
-        curves = {k: {name: ro[name]["per_frame"][k] for name in ro} for k in CURVES}
+        curves = {k: {name: ro[name]["per_frame"][k] for name in ro} for k in curve_names}
         plots.per_step_curves(np.arange(1, horizon + 1), curves, os.path.join(out, "rollout_metrics.png"),
                               f"{context}->{horizon} rollout metrics per forecast step ({where})")
 
@@ -246,6 +254,9 @@ def run(args) -> None:
         raise InputError(f"--subpixel-offset {args.subpixel_offset} applies to a generated set, not to --data")
     out = args.out or default_out(args.checkpoint)
     runio.check_replace(out, "metrics.json", args.overwrite)
+    import metrics
+    from model import load_predictor
+
     net = load_predictor(args.checkpoint)
     run_dir = os.path.dirname(os.path.abspath(args.checkpoint))
     cfg_path = os.path.join(run_dir, "config.json")

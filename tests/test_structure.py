@@ -156,6 +156,8 @@ def test_seed_arg_takes_what_every_generator_takes():
     ("anomaly.train", ["--videos", "README.md", "--out", "OUT", "--lr", "-1"]),
     ("anomaly.detect", ["--model", "none", "--source", "README.md", "--out", "OUT"]),
     ("anomaly.evaluate", ["--model", "none", "--videos", "README.md", "--out", "OUT"]),
+    ("evaluate", ["--horizon", "0"]),
+    ("evaluate", ["--data", "x.npy", "--subpixel-offset", "0.5"]),
 ])
 def test_a_bad_path_or_flag_fails_before_keras_loads(module, argv, tmp_path):
     """Keras takes seconds to import: a typo in a path or a flag should not wait for it."""

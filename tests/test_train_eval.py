@@ -100,7 +100,7 @@ def test_the_official_file_path_scores_what_the_generator_scores(run_dir, mnist_
 def test_rollout_feeds_forecasts_back(run_dir):
     net = model.load_predictor(os.path.join(run_dir, "model.keras"))
     ctx = np.random.default_rng(0).random((1, 3, 64, 64, 1)).astype("float32")
-    r = evaluate.rollout(net, ctx, 2)  # model.rollout, as evaluate uses it
+    r = model.rollout(net, ctx, 2)
     first = np.asarray(net(ctx, training=False))[:, -1]
     np.testing.assert_allclose(r[:, 0], first, rtol=1e-6)
     second = np.asarray(net(np.concatenate([ctx, r[:, :1]], axis=1), training=False))[:, -1]

@@ -1,8 +1,6 @@
 """tf.distribute: two logical CPU devices (MirroredStrategy) and two local workers
-on loopback ports (MultiWorkerMirroredStrategy) each train the predictor a few
-steps and leave a model that loads; the anomaly detector's trainer, which takes
-its strategy from the same `distribute.make_strategy`, is run by the two workers
-(the stricter case: replicas in separate processes, gradients all-reduced)."""
+on loopback ports (MultiWorkerMirroredStrategy) each train a few steps and leave
+a model that loads -- for the predictor and for the anomaly detector."""
 
 import json
 import os
@@ -113,6 +111,16 @@ def _detector_scores(folder, crowd):
     det = load_detector([folder])
     scores = det.score_frames(read_video(os.path.join(crowd, "train", "normal_00.mp4")))
     return det, scores
+
+
+def test_anomaly_mirrored_on_two_logical_cpus(tmp_path, crowd):
+    out = str(tmp_path / "ae")
+    stdout = _on_two_logical_cpus(_anomaly_args(crowd, out, "mirrored"))
+    assert "MirroredStrategy: 2 replicas, global batch 4" in stdout
+    det, scores = _detector_scores(out, crowd)
+    assert [p.configs[0].replicas for p in det.parts.values()] == [2, 2]
+    assert {n: p.configs[0].global_batch for n, p in det.parts.items()} == {"reconstruct": 4, "motion": 16}
+    assert np.isfinite(scores[~np.isnan(scores)]).all()
 
 
 def test_anomaly_two_workers_on_loopback(tmp_path, crowd):

@@ -84,6 +84,36 @@ def test_hog_people_boxes_and_the_opencv_it_needs():
     np.testing.assert_array_equal(det(np.zeros((64, 80, 3), np.uint8)), [[5, 10, 20, 30]])
 
 
+def test_yolo_pose_keypoints_searched_at_1280_and_a_weights_file_it_cannot_load(monkeypatch):
+    import sys
+    import types
+
+    from anomaly.features import YoloPoseDetector
+    from cli import InputError
+
+    calls = []
+
+    class Result:  # two people of 17 keypoints each, as Ultralytics gives them: (people, 17, 2)
+        keypoints = types.SimpleNamespace(xy=types.SimpleNamespace(cpu=lambda: types.SimpleNamespace(
+            numpy=lambda: np.arange(68, dtype=np.float32).reshape(2, 17, 2))))
+
+    class FakeYolo:
+        def __init__(self, weights):
+            if weights == "missing.pt":
+                raise FileNotFoundError(weights)
+
+        def __call__(self, frame, **kw):
+            calls.append(kw)
+            return [Result()]
+
+    monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=FakeYolo))
+    points = YoloPoseDetector("w.pt", conf=0.4)(np.zeros((288, 384, 3), np.uint8))
+    assert points.shape == (34, 2) and points[1].tolist() == [2.0, 3.0]  # every person's keypoints, (x, y)
+    assert calls == [{"conf": 0.4, "imgsz": 1280, "verbose": False}]  # small people: searched at 1280, not 640
+    with pytest.raises(InputError, match="the weights missing.pt could not be loaded.*--density mog2"):
+        YoloPoseDetector("missing.pt")
+
+
 def test_normalizer():
     a = np.zeros((2, 4, 4, 3), np.float32)
     a[1] = 2.0

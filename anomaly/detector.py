@@ -110,14 +110,18 @@ class Detector:
             if not (os.path.isfile(mp) and os.path.isfile(jp)):
                 raise InputError(f"{p}: not a detector folder (needs {MODEL} and {META}; "
                                  "train one with python -m anomaly.train)")
+        configs = [DetectorConfig.load(jp) for _, jp in files]
+        if any(c.features.density == "keypoints" for c in configs):
+            from anomaly.features import load_pose_libraries
+
+            load_pose_libraries()  # before TensorFlow
         import anomaly.model  # noqa: F401  (registers CoordChannels)
         import model  # (also registers the shared layers)
 
-        models, configs = [], []
-        for mp, jp in files:
-            configs.append(DetectorConfig.load(jp))
+        models = []
+        for (mp, _), cfg in zip(files, configs):
             net = model.load_model_file(mp)
-            expected = KINDS[configs[-1].objective].network_input(configs[-1])
+            expected = KINDS[cfg.objective].network_input(cfg)
             try:
                 got = tuple(net.input_shape)[1:]
             except (AttributeError, ValueError, TypeError):

@@ -35,7 +35,9 @@ class FeatureConfig:
     detectors trained before it existed); still_speed: with a value > 0, a fourth channel, the density
     of people who do not move, density * exp(-|flow| / still_speed) (flow in
     pixels per frame at size S): near zero where people walk, large where a
-    crowd stands (0 = off)."""
+    crowd stands (0 = off); pose_weights: the YOLO-pose weights file of the
+    keypoints density (None: Ultralytics' yolov8n-pose.pt), recorded so that a
+    stream rebuilds the features the detector was trained on."""
 
     frame_size: int = 64
     flow: str = "farneback"
@@ -45,6 +47,7 @@ class FeatureConfig:
     mog2_learning_rate: float = -1.0
     mog2_warmup: int = 0
     still_speed: float = 0.0
+    pose_weights: str | None = None
 
     def __post_init__(self):
         if self.flow == "dis":  # a detector folder saved before DIS was removed
@@ -52,6 +55,9 @@ class FeatureConfig:
                              "on real footage); retrain it with python -m anomaly.train")
         if self.flow != "farneback":
             raise InputError(f"flow must be farneback, got {self.flow!r}")
+        if self.pose_weights is not None and self.density != "keypoints":
+            raise InputError(f"pose_weights {self.pose_weights!r} applies to the keypoints density only, "
+                             f"not {self.density!r}")
 
     @property
     def channels(self) -> int:
@@ -59,7 +65,7 @@ class FeatureConfig:
         return 4 if self.still_speed > 0 else 3
 
     def to_dict(self):
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 def _gray(frame: np.ndarray, size: int) -> np.ndarray:
@@ -132,6 +138,19 @@ class KeypointDensity:
         return self.heatmap(self.detector(frame), frame.shape[:2])
 
 
+def load_pose_libraries() -> None:
+    """Loads Ultralytics and the torchvision it runs on, if installed, before
+    TensorFlow loads: with TensorFlow loaded first, importing torchvision's
+    operators crashed the process (a segmentation fault; torch 2.14.1,
+    torchvision 0.29.1, TensorFlow 2.21, Linux), and the other order ran.
+    Entry points call it when the features are YOLO-pose's, before Keras."""
+    try:
+        import torchvision  # noqa: F401
+        import ultralytics  # noqa: F401
+    except ImportError:  # YoloPoseDetector says what is missing
+        pass
+
+
 class YoloPoseDetector:
     """Keypoints from Ultralytics YOLO-pose, when the user has installed it and has
     its weights (never a dependency of this project). Frames are searched at
@@ -142,7 +161,8 @@ class YoloPoseDetector:
 
     imgsz = 1280
 
-    def __init__(self, weights: str = "yolov8n-pose.pt", conf: float = 0.25):
+    def __init__(self, weights: str | None = None, conf: float = 0.25):
+        weights = weights or "yolov8n-pose.pt"
         try:
             from ultralytics import YOLO
         except ImportError:
@@ -199,7 +219,7 @@ class FeatureExtractor:
         if self.cfg.density == "mog2":
             self.density = Mog2Density(self.cfg)
         elif self.cfg.density == "keypoints":
-            self.density = KeypointDensity(detector or YoloPoseDetector(), self.cfg)
+            self.density = KeypointDensity(detector or YoloPoseDetector(self.cfg.pose_weights), self.cfg)
         elif self.cfg.density == "hog":
             self.density = KeypointDensity(detector or HogPeopleDetector(), self.cfg)
         else:

@@ -69,6 +69,7 @@ class TrainSettings:
     border: int = 4                   # pixels left out at each edge
     smooth: int = 8                   # causal max over N frames
     density: str = "mog2"             # or "hog" (OpenCV 4), "yolo-pose" (Ultralytics, the user's install and weights)
+    pose_weights: str | None = None   # yolo-pose: its weights file (None: Ultralytics' yolov8n-pose.pt)
     mog2_learning_rate: float = 0.001  # -1: OpenCV's 1 / history, which absorbs people who stand
     mog2_warmup: int = 10             # frames at the rate 1 / (t + 1) first (no ghosts)
     still_speed: float = 0.0          # > 0: a standing-density channel
@@ -112,6 +113,9 @@ class TrainSettings:
             raise InputError(f"--mog2-learning-rate must be -1 or in [0, 1], got {self.mog2_learning_rate}")
         if self.still_speed < 0:
             raise InputError(f"--still-speed must be >= 0, got {self.still_speed}")
+        if self.pose_weights is not None and self.density != "yolo-pose":
+            raise InputError(f"--pose-weights applies to --density yolo-pose only; this detector is "
+                             f"--density {self.density}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for field, objectives in ONE_OBJECTIVE.items():
             value = getattr(self, field)
@@ -168,6 +172,9 @@ def parse_args(argv=None) -> TrainSettings:
     setting("density", "person density: MOG2 background subtraction (no weights), OpenCV's HOG people detector "
             "(OpenCV 4: pip install 'opencv-python-headless<5') or YOLO-pose keypoints (needs pip install "
             "ultralytics and its weights)", choices=sorted(DENSITIES))
+    p.add_argument("--pose-weights", default=None, metavar="FILE",
+                   help="--density yolo-pose: the YOLO-pose weights file, recorded in the detector (default: "
+                        "yolov8n-pose.pt, which Ultralytics fetches)")
     setting("mog2_learning_rate", "background-model learning rate (-1: 1/history; small keeps standing people "
             "visible)")
     setting("mog2_warmup", "the first N frames of each clip or stream build the background quickly (rate "
@@ -228,6 +235,10 @@ def train(cfg: TrainSettings):
 
     cfg.check()
     paths = expand_videos(cfg.videos)
+    if cfg.density == "yolo-pose":
+        from anomaly.features import load_pose_libraries
+
+        load_pose_libraries()  # before TensorFlow
     import distribute
     from anomaly.detector import META, MODEL, Detector
     from anomaly.features import FeatureConfig, Normalizer, clip_features
@@ -242,7 +253,7 @@ def train(cfg: TrainSettings):
     fcfg = FeatureConfig(frame_size=cfg.frame_size,
                          density=DENSITIES[cfg.density],
                          mog2_learning_rate=cfg.mog2_learning_rate, mog2_warmup=cfg.mog2_warmup,
-                         still_speed=cfg.still_speed)
+                         still_speed=cfg.still_speed, pose_weights=cfg.pose_weights)
     t0 = time.time()
     tr_feats = [clip_features(c, fcfg) for c in tr_clips]
     va_feats = [clip_features(c, fcfg) for c in va_clips]

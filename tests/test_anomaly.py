@@ -112,6 +112,13 @@ def test_yolo_pose_keypoints_searched_at_1280_and_a_weights_file_it_cannot_load(
     assert calls == [{"conf": 0.4, "imgsz": 1280, "verbose": False}]  # small people: searched at 1280, not 640
     with pytest.raises(InputError, match="the weights missing.pt could not be loaded.*--density mog2"):
         YoloPoseDetector("missing.pt")
+    # the weights a detector's features were made with are recorded, and a stream rebuilds them
+    cfg = FeatureConfig(frame_size=S, density="keypoints", pose_weights="missing.pt")
+    assert FeatureConfig(**cfg.to_dict()) == cfg and "pose_weights" not in FeatureConfig().to_dict()
+    with pytest.raises(InputError, match="the weights missing.pt could not be loaded"):
+        FeatureExtractor(cfg)
+    with pytest.raises(InputError, match="pose_weights 'w.pt' applies to the keypoints density only, not 'mog2'"):
+        FeatureConfig(pose_weights="w.pt")
 
 
 def test_normalizer():

@@ -226,6 +226,7 @@ CASES = [
     (a_train.main, TRAIN_DET + ["--lr", "0"], "--lr"),
     (a_train.main, TRAIN_DET + ["--lr", "inf"], "--lr must be a finite number, got inf"),
     (a_train.main, TRAIN_DET + ["--still-speed", "nan"], "--still-speed must be a finite number, got nan"),
+    (a_train.main, TRAIN_DET + ["--pose-weights", "w.pt"], "--pose-weights applies to --density yolo-pose only"),
     *([(a_train.main, TRAIN_DET + ["--density", "yolo-pose"], "--density yolo-pose needs Ultralytics")]
       if importlib.util.find_spec("ultralytics") is None else []),
     *([(a_train.main, TRAIN_DET + ["--density", "hog"], "--density hog needs OpenCV's HOGDescriptor")]

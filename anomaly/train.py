@@ -228,6 +228,13 @@ def split_clips(clips: list, val_fraction: float):
     return clips[:-n_val], clips[-n_val:]
 
 
+def pose_weights_file(weights: str | None) -> str | None:
+    """The weights as the detector records them: a file that exists by its
+    absolute path, so that a stream started from another folder finds it; a
+    name that does not (yolov8n-pose.pt) as given, for Ultralytics to fetch."""
+    return os.path.abspath(weights) if weights and os.path.isfile(weights) else weights
+
+
 def train(cfg: TrainSettings):
     """Fits a detector on the normal clips of `cfg.videos`, calibrates its
     threshold on the held-out ones, saves it in `cfg.out`; returns its DetectorConfig."""
@@ -253,7 +260,7 @@ def train(cfg: TrainSettings):
     fcfg = FeatureConfig(frame_size=cfg.frame_size,
                          density=DENSITIES[cfg.density],
                          mog2_learning_rate=cfg.mog2_learning_rate, mog2_warmup=cfg.mog2_warmup,
-                         still_speed=cfg.still_speed, pose_weights=cfg.pose_weights)
+                         still_speed=cfg.still_speed, pose_weights=pose_weights_file(cfg.pose_weights))
     t0 = time.time()
     tr_feats = [clip_features(c, fcfg) for c in tr_clips]
     va_feats = [clip_features(c, fcfg) for c in va_clips]

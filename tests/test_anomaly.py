@@ -121,6 +121,44 @@ def test_yolo_pose_keypoints_searched_at_1280_and_a_weights_file_it_cannot_load(
         FeatureConfig(pose_weights="w.pt")
 
 
+def test_a_yolo_pose_detector_records_its_weights_and_streams_with_them(tmp_path, monkeypatch, tiny_detector):
+    """--density yolo-pose end to end, Ultralytics faked: the weights file the
+    features were made with is recorded by its absolute path (the folder works
+    from any folder) and the loaded detector builds its keypoints with it."""
+    import sys
+    import types
+
+    from anomaly.fusion import load_detector
+    from anomaly.video import read_video
+
+    loaded = []
+
+    class FakeYolo:
+        def __init__(self, weights):
+            loaded.append(weights)
+
+        def __call__(self, frame, **kw):  # one person, 17 keypoints at the frame's centre
+            h, w = frame.shape[:2]
+            xy = np.tile(np.float32([[w / 2, h / 2]]), (1, 17, 1))
+            return [types.SimpleNamespace(keypoints=types.SimpleNamespace(
+                xy=types.SimpleNamespace(cpu=lambda: types.SimpleNamespace(numpy=lambda: xy))))]
+
+    monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=FakeYolo))
+    monkeypatch.chdir(tmp_path)
+    open("pose.pt", "wb").close()
+    weights = os.path.join(os.getcwd(), "pose.pt")
+    data, out = tiny_detector(dict(frames=30, n_train=2, n_test_normal=1, n_panic=0, n_runner=0, n_val_each=0,
+                                   lanes_train=0, lanes_each=0, lanes_test2_each=0),
+                              ["--objective", "motion", "--density", "yolo-pose", "--pose-weights", "pose.pt"])
+    meta = json.load(open(os.path.join(out, "detector.json")))
+    assert meta["features"]["density"] == "keypoints" and meta["features"]["pose_weights"] == weights
+    assert set(loaded) == {weights}
+    loaded.clear()
+    monkeypatch.chdir(os.path.dirname(out))  # another folder
+    scores = load_detector(out).score_frames(read_video(os.path.join(data, "test", "normal_00.mp4")))
+    assert loaded and set(loaded) == {weights} and np.isfinite(scores).any()
+
+
 def test_normalizer():
     a = np.zeros((2, 4, 4, 3), np.float32)
     a[1] = 2.0

@@ -84,6 +84,15 @@ def test_hog_people_boxes_and_the_opencv_it_needs():
     np.testing.assert_array_equal(det(np.zeros((64, 80, 3), np.uint8)), [[5, 10, 20, 30]])
 
 
+def _pose_result(xy):
+    """What Ultralytics' pose model returns for one frame, as far as the adapter
+    reads it: `result.keypoints.xy.cpu().numpy()`, (people, 17, 2) pixels."""
+    import types
+
+    return types.SimpleNamespace(keypoints=types.SimpleNamespace(
+        xy=types.SimpleNamespace(cpu=lambda: types.SimpleNamespace(numpy=lambda: xy))))
+
+
 def test_yolo_pose_keypoints_searched_at_1280_and_a_weights_file_it_cannot_load(monkeypatch):
     import sys
     import types
@@ -93,18 +102,14 @@ def test_yolo_pose_keypoints_searched_at_1280_and_a_weights_file_it_cannot_load(
 
     calls = []
 
-    class Result:  # two people of 17 keypoints each, as Ultralytics gives them: (people, 17, 2)
-        keypoints = types.SimpleNamespace(xy=types.SimpleNamespace(cpu=lambda: types.SimpleNamespace(
-            numpy=lambda: np.arange(68, dtype=np.float32).reshape(2, 17, 2))))
-
     class FakeYolo:
         def __init__(self, weights):
             if weights == "missing.pt":
                 raise FileNotFoundError(weights)
 
-        def __call__(self, frame, **kw):
+        def __call__(self, frame, **kw):  # two people of 17 keypoints each
             calls.append(kw)
-            return [Result()]
+            return [_pose_result(np.arange(68, dtype=np.float32).reshape(2, 17, 2))]
 
     monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=FakeYolo))
     points = YoloPoseDetector("w.pt", conf=0.4)(np.zeros((288, 384, 3), np.uint8))
@@ -139,9 +144,7 @@ def test_a_yolo_pose_detector_records_its_weights_and_streams_with_them(tmp_path
 
         def __call__(self, frame, **kw):  # one person, 17 keypoints at the frame's centre
             h, w = frame.shape[:2]
-            xy = np.tile(np.float32([[w / 2, h / 2]]), (1, 17, 1))
-            return [types.SimpleNamespace(keypoints=types.SimpleNamespace(
-                xy=types.SimpleNamespace(cpu=lambda: types.SimpleNamespace(numpy=lambda: xy))))]
+            return [_pose_result(np.tile(np.float32([[w / 2, h / 2]]), (1, 17, 1)))]
 
     monkeypatch.setitem(sys.modules, "ultralytics", types.SimpleNamespace(YOLO=FakeYolo))
     monkeypatch.chdir(tmp_path)

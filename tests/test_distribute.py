@@ -113,13 +113,19 @@ def _detector_scores(folder, crowd):
     return det, scores
 
 
+def _assert_both_parts_on_two_replicas(det):
+    """Both parts of the fused default trained on two replicas (the motion model's batch is
+    4 x --batch-size frames per replica: one frame each, not a 4-frame window)."""
+    assert [p.configs[0].replicas for p in det.parts.values()] == [2, 2]
+    assert {n: p.configs[0].global_batch for n, p in det.parts.items()} == {"reconstruct": 4, "motion": 16}
+
+
 def test_anomaly_mirrored_on_two_logical_cpus(tmp_path, crowd):
     out = str(tmp_path / "ae")
     stdout = _on_two_logical_cpus(_anomaly_args(crowd, out, "mirrored"))
     assert "MirroredStrategy: 2 replicas, global batch 4" in stdout
     det, scores = _detector_scores(out, crowd)
-    assert [p.configs[0].replicas for p in det.parts.values()] == [2, 2]
-    assert {n: p.configs[0].global_batch for n, p in det.parts.items()} == {"reconstruct": 4, "motion": 16}
+    _assert_both_parts_on_two_replicas(det)
     assert np.isfinite(scores[~np.isnan(scores)]).all()
 
 
@@ -130,10 +136,7 @@ def test_anomaly_two_workers_on_loopback(tmp_path, crowd):
     det, scores = _detector_scores(out, crowd)
     det1, _ = _detector_scores(os.path.join(out, ".worker1"), crowd)
     assert np.isfinite(scores[~np.isnan(scores)]).all()
-    # both parts of the fused default trained on two replicas (the motion model's batch is
-    # 4 x --batch-size frames per replica: one frame each, not a 4-frame window)
-    assert [p.configs[0].replicas for p in det.parts.values()] == [2, 2]
-    assert {n: p.configs[0].global_batch for n, p in det.parts.items()} == {"reconstruct": 4, "motion": 16}
+    _assert_both_parts_on_two_replicas(det)
     # synchronous training: both workers end with the same trainable weights (BatchNorm's
     # moving statistics are per worker, as in any Keras data-parallel run)
     for name, part in det.parts.items():
